@@ -1,0 +1,141 @@
+"""ImageSet: the one container every loader returns and every detector accepts."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterator
+
+import numpy as np
+import torch
+
+NORMAL, ANOMALOUS = 0, 1
+
+
+@dataclass
+class ImageSet:
+    """Images with binary anomaly labels (0 normal, 1 anomalous) and optional extras.
+
+    images: uint8 tensor of shape (N, C, H, W); C is 1 (grayscale) or 3 (colour).
+    labels: int64 array (N,), the anomaly-detection label.
+    raw_labels: the dataset's own class labels (e.g. retinopathy grade), kept for analysis.
+    masks: optional bool tensor (N, H, W) of anomalous pixels (synthetic lesions).
+    domains: optional dict of per-image string arrays (e.g. organ, modality).
+    meta: where the images came from (dataset, split, size, data source).
+    """
+
+    images: torch.Tensor
+    labels: np.ndarray
+    raw_labels: np.ndarray | None = None
+    masks: torch.Tensor | None = None
+    domains: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(
+                "ImageSet.images must be a uint8 torch tensor of shape (N, C, H, W); "
+                f"got {type(self.images).__name__} {getattr(self.images, 'dtype', '')} {tuple(getattr(self.images, 'shape', ()))}"
+            )
+        if self.images.shape[1] not in (1, 3):
+            raise ValueError(f"ImageSet images need 1 or 3 channels, got {self.images.shape[1]}")
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        if len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def split(self) -> str:
+        return self.meta.get("split", "unknown")
+
+    def counts(self) -> dict[str, int]:
+        return {"normal": int((self.labels == NORMAL).sum()), "anomalous": int((self.labels == ANOMALOUS).sum())}
+
+    def subset(self, index) -> "ImageSet":
+        """A new ImageSet with the rows given by a boolean mask or integer index array."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        t = torch.as_tensor(idx, dtype=torch.long)
+        return replace(
+            self,
+            images=self.images[t],
+            labels=self.labels[idx],
+            raw_labels=None if self.raw_labels is None else self.raw_labels[idx],
+            masks=None if self.masks is None else self.masks[t],
+            domains={k: v[idx] for k, v in self.domains.items()},
+            meta=dict(self.meta),
+        )
+
+    def normals(self) -> "ImageSet":
+        return self.subset(self.labels == NORMAL)
+
+    def anomalies(self) -> "ImageSet":
+        return self.subset(self.labels == ANOMALOUS)
+
+    def sample(self, n: int | None, seed: int) -> "ImageSet":
+        """A seeded random subset of at most n images (all of them when n is None)."""
+        if n is None or n >= len(self):
+            return self
+        idx = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        return self.subset(idx)
+
+    def float_images(self) -> torch.Tensor:
+        """All images as float32 in [0, 1]; prefer `batches` for large sets."""
+        return self.images.float().div_(255.0)
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """Float [0, 1] batches in order, converted lazily to keep memory bounded."""
+        for start in range(0, len(self), batch_size):
+            yield self.images[start:start + batch_size].float().div_(255.0)
+
+
+def concat(sets: list[ImageSet], meta: dict | None = None) -> ImageSet:
+    """Stack several ImageSets of the same size and channel count."""
+    shapes = {tuple(s.images.shape[1:]) for s in sets}
+    if len(shapes) != 1:
+        raise ValueError(f"cannot concatenate image sets of different shapes: {sorted(shapes)}; resize them first")
+    domain_keys = set.intersection(*(set(s.domains) for s in sets)) if sets else set()
+    masks = None
+    if all(s.masks is not None for s in sets):
+        masks = torch.cat([s.masks for s in sets])
+    raw = None
+    if all(s.raw_labels is not None for s in sets):
+        raw = np.concatenate([s.raw_labels for s in sets])
+    return ImageSet(
+        images=torch.cat([s.images for s in sets]),
+        labels=np.concatenate([s.labels for s in sets]),
+        raw_labels=raw,
+        masks=masks,
+        domains={k: np.concatenate([s.domains[k] for s in sets]) for k in domain_keys},
+        meta=meta or {},
+    )
+
+
+def as_float_tensor(x: "ImageSet | torch.Tensor | np.ndarray") -> torch.Tensor:
+    """Accept an ImageSet, a uint8 tensor/array (N,C,H,W) or a float tensor in [0,1]."""
+    if isinstance(x, ImageSet):
+        return x.float_images()
+    t = torch.as_tensor(x)
+    if t.ndim != 4:
+        raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(t.shape)}")
+    if t.dtype == torch.uint8:
+        return t.float().div(255.0)
+    return t.float()
+
+
+def iter_float_batches(x: "ImageSet | torch.Tensor", batch_size: int) -> Iterator[torch.Tensor]:
+    if isinstance(x, ImageSet):
+        yield from x.batches(batch_size)
+        return
+    t = torch.as_tensor(x)
+    for start in range(0, len(t), batch_size):
+        yield as_float_tensor(t[start:start + batch_size])

@@ -1,0 +1,106 @@
+"""A small convolutional autoencoder: the minimal reconstruction-based detector of notebook 00.
+
+Score = mean squared reconstruction error per image; anomaly map = squared residual per pixel;
+embedding = the bottleneck code.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.imageset import ImageSet, iter_float_batches
+from ..detectors import Detector, register
+from ..training import TrainHistory, choose_device, seed_everything, split_holdout, train_steps
+
+
+class ConvAutoencoder(nn.Module):
+    """Strided-conv encoder to a latent vector, transposed-conv decoder back to the image."""
+
+    def __init__(self, channels: int = 1, size: int = 28, latent: int = 32, width: int = 32):
+        super().__init__()
+        if size % 4:
+            raise ValueError(f"ConvAutoencoder needs an image size divisible by 4 (e.g. 28, 32, 64), got {size}")
+        self.depth, bottom = 0, size
+        while bottom % 2 == 0 and bottom // 2 >= 4:  # halve down to a 4..7 px grid
+            self.depth, bottom = self.depth + 1, bottom // 2
+        widths = [min(width * 2**i, 256) for i in range(self.depth)]
+        enc, c = [], channels
+        for w in widths:
+            enc += [nn.Conv2d(c, w, 4, 2, 1), nn.BatchNorm2d(w), nn.LeakyReLU(0.2, inplace=True)]
+            c = w
+        self.encoder = nn.Sequential(*enc)
+        self.bottom = size // 2**self.depth
+        self.to_latent = nn.Linear(c * self.bottom**2, latent)
+        self.from_latent = nn.Linear(latent, c * self.bottom**2)
+        dec = []
+        for w in reversed([channels] + widths[:-1]):
+            last = w == channels and len(dec) == 3 * (self.depth - 1)
+            dec += [nn.ConvTranspose2d(c, w, 4, 2, 1)]
+            if not last:
+                dec += [nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            c = w
+        self.decoder = nn.Sequential(*dec, nn.Sigmoid())
+        self._c = widths[-1]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_latent(self.encoder(x).flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.from_latent(z).view(-1, self._c, self.bottom, self.bottom))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def mse_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (x - y).pow(2).flatten(1).mean(1)
+
+
+@register("conv_ae")
+class ConvAEDetector(Detector):
+    """Train a ConvAutoencoder on normals with MSE; anomalies reconstruct worse."""
+
+    def __init__(self, latent: int = 32, width: int = 32, steps: int = 1000, batch_size: int = 64, lr: float = 1e-3,
+                 seed: int = 0, holdout_fraction: float = 0.1, eval_every: int = 100, patience: int | None = 5,
+                 checkpoint_path: str | None = None, device: str | None = None, progress: bool = True):
+        self.hp = dict(latent=latent, width=width, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                       holdout_fraction=holdout_fraction, eval_every=eval_every, patience=patience)
+        self.checkpoint_path, self.progress = checkpoint_path, progress
+        self.device = choose_device(device)
+        self.model: ConvAutoencoder | None = None
+        self.history: TrainHistory | None = None
+
+    def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):
+        hp = self.hp
+        seed_everything(hp["seed"])
+        self.model = ConvAutoencoder(train.channels, train.size, hp["latent"], hp["width"])
+        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=hp["lr"])
+        loss = lambda model, batch, step: mse_per_image(model(batch), batch).mean()  # noqa: E731
+        self.history = train_steps(self.model, optimizer, loss, fit_set, steps=hp["steps"], batch_size=hp["batch_size"],
+                                   seed=hp["seed"], holdout=holdout if len(holdout) else None,
+                                   eval_every=hp["eval_every"], patience=hp["patience"],
+                                   checkpoint_path=self.checkpoint_path, device=self.device,
+                                   desc="conv AE", progress=self.progress)
+        self.model.eval()
+        return self
+
+    @torch.no_grad()
+    def _map(self, images, fn, batch_size: int = 256) -> list:
+        if self.model is None:
+            raise RuntimeError("call fit() before scoring")
+        self.model.eval()
+        return [fn(b.to(self.device)) for b in iter_float_batches(images, batch_size)]
+
+    def score(self, images) -> np.ndarray:
+        return torch.cat(self._map(images, lambda b: mse_per_image(self.model(b), b).cpu())).numpy()
+
+    def anomaly_maps(self, images) -> np.ndarray:
+        return torch.cat(self._map(images, lambda b: (self.model(b) - b).pow(2).mean(1).cpu())).numpy()
+
+    def reconstruct(self, images) -> torch.Tensor:
+        return torch.cat(self._map(images, lambda b: self.model(b).cpu()))
+
+    def embed(self, images) -> np.ndarray:
+        return torch.cat(self._map(images, lambda b: self.model.encode(b).cpu())).numpy()

@@ -1,0 +1,75 @@
+"""Image- and pixel-level metrics, and the validation-only threshold.
+
+AUROC and AP need no threshold. F1, ACC, SEN (recall of anomalies) and SPE (recall of normals) need
+one: it is chosen on the validation split (the threshold that maximises F1 there) and then applied,
+unchanged, to the test split. `select_threshold_on_validation` refuses test data by construction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_recall_curve, roc_auc_score
+
+
+@dataclass(frozen=True)
+class ScoredSplit:
+    """Anomaly scores (higher = more anomalous) with their labels and the split they came from."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+    split: str
+
+    def __post_init__(self) -> None:
+        s, y = np.asarray(self.scores, dtype=np.float64).reshape(-1), np.asarray(self.labels).reshape(-1)
+        if len(s) != len(y):
+            raise ValueError(f"{len(s)} scores but {len(y)} labels")
+        if not np.all(np.isfinite(s)):
+            raise ValueError("scores contain NaN or inf; the detector diverged or was fed bad input")
+        object.__setattr__(self, "scores", s)
+        object.__setattr__(self, "labels", y.astype(np.int64))
+
+
+def auroc(labels, scores) -> float:
+    return float(roc_auc_score(labels, scores))
+
+
+def average_precision(labels, scores) -> float:
+    return float(average_precision_score(labels, scores))
+
+
+def pixel_auroc(masks, maps) -> float:
+    """AUROC over all pixels: masks (N,H,W) bool, maps (N,H,W) float."""
+    return auroc(np.asarray(masks).reshape(-1).astype(int), np.asarray(maps, dtype=np.float64).reshape(-1))
+
+
+def select_threshold_on_validation(val: ScoredSplit) -> float:
+    """The score threshold that maximises F1 on the validation split (predict anomalous if score >= t)."""
+    if not isinstance(val, ScoredSplit):
+        raise TypeError("pass a ScoredSplit built from validation scores")
+    if val.split == "test":
+        raise ValueError("thresholds are chosen on the validation split only; got the test split")
+    if len(np.unique(val.labels)) < 2:
+        raise ValueError("the validation split needs both normal and anomalous images to choose a threshold")
+    precision, recall, thresholds = precision_recall_curve(val.labels, val.scores)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.clip(precision[:-1] + recall[:-1], 1e-12, None)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def metrics_at_threshold(split: ScoredSplit, threshold: float) -> dict[str, float]:
+    pred = (split.scores >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(split.labels, pred, labels=[0, 1]).ravel()
+    return {
+        "F1": float(f1_score(split.labels, pred, zero_division=0)),
+        "ACC": float((tp + tn) / len(pred)),
+        "SEN": float(tp / max(tp + fn, 1)),
+        "SPE": float(tn / max(tn + fp, 1)),
+    }
+
+
+def evaluate_scores(val: ScoredSplit, test: ScoredSplit) -> dict[str, float]:
+    """AUROC and AP on test, plus F1/ACC/SEN/SPE at the threshold chosen on validation."""
+    threshold = select_threshold_on_validation(val)
+    return {"AUROC": auroc(test.labels, test.scores), "AP": average_precision(test.labels, test.scores),
+            **metrics_at_threshold(test, threshold), "threshold": threshold,
+            "val_AUROC": auroc(val.labels, val.scores)}

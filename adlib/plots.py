@@ -1,0 +1,156 @@
+"""Figures used across notebooks, saved under figures/ with stable names."""
+from __future__ import annotations
+
+
+import matplotlib.pyplot as plt
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+from .paths import figures_dir  # noqa: E402
+
+sns.set_theme(context="notebook", style="whitegrid")
+LABEL_NAMES = {0: "normal", 1: "anomalous"}
+
+
+def save_figure(fig: plt.Figure, name: str, dpi: int = 120) -> str:
+    """Write fig to figures/<name>.png atomically; returns the path."""
+    path = figures_dir() / f"{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    return str(path)
+
+
+def _to_hwc(img) -> np.ndarray:
+    a = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+    if a.ndim == 3 and a.shape[0] in (1, 3):
+        a = np.transpose(a, (1, 2, 0))
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    return a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else np.clip(a, 0, 1)
+
+
+def image_grid(rows: dict[str, "torch.Tensor | np.ndarray"], titles: list[str] | None = None, cmap: str = "gray",
+               heat_rows: tuple[str, ...] = (), figsize_per: float = 1.4) -> plt.Figure:
+    """A grid with one row per entry of ``rows`` (images (N,C,H,W) or maps (N,H,W)); rows named in
+    ``heat_rows`` are drawn as heatmaps (e.g. residuals)."""
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(figsize_per * n, figsize_per * len(rows) + 0.3), squeeze=False)
+    for r, (name, imgs) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c >= len(imgs):
+                continue
+            img = _to_hwc(imgs[c])
+            ax.imshow(img, cmap="inferno" if name in heat_rows else cmap,
+                      vmin=None if name in heat_rows else 0, vmax=None if name in heat_rows else 1)
+            if r == 0 and titles is not None:
+                ax.set_title(titles[c], fontsize=8)
+        axes[r, 0].text(-0.08, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def overlay_maps(images, maps, masks=None, titles: list[str] | None = None, alpha: float = 0.45) -> plt.Figure:
+    """Images with their anomaly maps overlaid (and true lesion outlines when masks are given)."""
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(1.8 * n, 2.0), squeeze=False)
+    for i in range(n):
+        ax = axes[0, i]
+        ax.imshow(_to_hwc(images[i]), cmap="gray", vmin=0, vmax=1)
+        ax.imshow(np.asarray(maps[i]), cmap="jet", alpha=alpha)
+        if masks is not None and np.asarray(masks[i]).any():
+            ax.contour(np.asarray(masks[i]).astype(float), levels=[0.5], colors="white", linewidths=0.8)
+        ax.axis("off")
+        if titles:
+            ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "ROC (test split)") -> plt.Figure:
+    """curves: name -> (labels, scores); the legend shows each AUROC."""
+    from .metrics import auroc
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    for name, (labels, scores) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {auroc(labels, scores):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def score_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None,
+                    title: str = "anomaly scores (test split)") -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    names = np.array([LABEL_NAMES[int(v)] for v in labels])
+    sns.histplot(x=scores, hue=names, hue_order=["normal", "anomalous"], bins=40, stat="density",
+                 common_norm=False, element="step", ax=ax)
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1, label="threshold (chosen on validation)")
+        ax.legend(["threshold (val)", "anomalous", "normal"], fontsize=8)
+    ax.set(xlabel="anomaly score", title=title)
+    return fig
+
+
+def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
+    """2-D projection with scikit-learn t-SNE or umap-learn UMAP."""
+    features = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(n_components=2, perplexity=min(30, max(5, len(features) // 4)), init="pca",
+                    random_state=seed).fit_transform(features)
+    if method == "umap":
+        import umap
+
+        return umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(features)
+    raise ValueError("method must be 'tsne' or 'umap'")
+
+
+def embedding_scatter(features: np.ndarray, labels, method: str = "tsne", seed: int = 0,
+                      title: str | None = None, label_names: dict | None = None, ax=None) -> plt.Figure:
+    """t-SNE/UMAP scatter of embeddings coloured by label (any label type: anomaly, organ, grade)."""
+    xy = embed_2d(features, method, seed)
+    names = label_names or LABEL_NAMES
+    hue = [names.get(v, str(v)) if isinstance(names, dict) else str(v) for v in np.asarray(labels).tolist()]
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=hue, s=10, alpha=0.7, linewidth=0, ax=ax)
+    ax.set(xticks=[], yticks=[], title=title or f"{method.upper()} of embeddings")
+    ax.legend(fontsize=8, markerscale=2)
+    return fig if fig is not None else ax.figure
+
+
+def training_curves(history, title: str = "training") -> plt.Figure:
+    """Train loss per step (smoothed) and hold-out loss per evaluation, from a TrainHistory."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    steps, loss = np.asarray(history.steps), np.asarray(history.train_loss)
+    if len(loss):
+        k = max(1, len(loss) // 50)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], smooth, label="train loss")
+    if history.holdout_loss:
+        ax.plot(history.eval_steps, history.holdout_loss, "o-", ms=3, label="hold-out normals")
+    if history.best_step:
+        ax.axvline(history.best_step, color="grey", ls=":", lw=1, label="best (kept)")
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def class_balance(frame, title: str = "class balance") -> plt.Figure:
+    """Bar chart from a Protocol.summary()-like frame (columns part, normal, anomalous)."""
+    long = frame.melt(id_vars=[c for c in frame.columns if c not in ("normal", "anomalous")],
+                      value_vars=["normal", "anomalous"], var_name="class", value_name="images")
+    g = sns.catplot(data=long, x="part", y="images", hue="class", col="dataset", kind="bar", height=3, aspect=1.2,
+                    sharey=False)
+    g.set_xticklabels(rotation=30, ha="right")
+    g.figure.suptitle(title, y=1.03)
+    return g.figure

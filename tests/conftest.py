@@ -1,0 +1,22 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir():
+    """Tests read real data from $ADLIB_DATA (CI: ../shared/data)."""
+    if not os.environ.get("ADLIB_DATA") and SHARED_DATA.exists():
+        os.environ["ADLIB_DATA"] = str(SHARED_DATA)
+    yield
+
+
+@pytest.fixture()
+def scratch_outputs(tmp_path, monkeypatch):
+    """Send figures/results/checkpoints of a test to a temporary directory."""
+    for var in ("ADLIB_FIGURES", "ADLIB_RESULTS", "ADLIB_CHECKPOINTS"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    return tmp_path
