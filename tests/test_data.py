@@ -1,0 +1,141 @@
+"""Datasets, protocol and data-file verification on the real files in $ADLIB_DATA."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from adlib.data import (ChecksumError, DataNotFoundError, ImageSet, few_shot_anomalies, load_split, locate,
+                        make_multidomain, make_phantoms, make_protocol)
+from adlib.data import medmnist_files
+
+# Sizes and label counts from shared/data/MANIFEST.md ("Contents").
+MANIFEST = {
+    "pneumonia": {"train": (4708, {0: 1214, 1: 3494}), "val": (524, {0: 135, 1: 389}), "test": (624, {0: 234, 1: 390})},
+    "breast": {"train": (546, {0: 147, 1: 399}), "val": (78, {0: 21, 1: 57}), "test": (156, {0: 42, 1: 114})},
+    "retina": {"train": (1080, {0: 486, 1: 128, 2: 206, 3: 194, 4: 66}), "val": (120, {0: 54, 1: 12, 2: 28, 3: 20, 4: 6}),
+               "test": (400, {0: 174, 1: 46, 2: 92, 3: 68, 4: 20})},
+}
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_split_sizes_and_raw_label_counts_match_manifest(name, split):
+    s = load_split(name, split, size=28)
+    n, counts = MANIFEST[name][split]
+    assert len(s) == n
+    assert dict(zip(*np.unique(s.raw_labels, return_counts=True))) == counts
+    assert s.meta["source_kind"] == "official"
+
+
+def test_normal_definitions_per_dataset():
+    assert load_split("pneumonia", "test").counts() == {"normal": 234, "anomalous": 390}
+    assert load_split("breast", "test").counts() == {"normal": 114, "anomalous": 42}  # 1 = normal/benign
+    assert load_split("retina", "test").counts() == {"normal": 174, "anomalous": 226}  # grades 1-4 anomalous
+
+
+def test_protocol_train_is_normal_only_and_val_test_are_whole_splits():
+    p = make_protocol("pneumonia", 28)
+    assert p.train.counts() == {"normal": 1214, "anomalous": 0}
+    assert p.val.counts() == {"normal": 135, "anomalous": 389}
+    assert p.test.counts() == {"normal": 234, "anomalous": 390}
+    assert len(p.train_anomaly_pool) == 3494
+
+
+def test_rebuilt_64px_pneumonia_is_a_recorded_substitute_with_same_labels():
+    s64 = load_split("pneumonia", "test", size=64)
+    s28 = load_split("pneumonia", "test", size=28)
+    assert s64.images.shape == (624, 1, 64, 64)
+    assert s64.meta["source_kind"] == "rebuilt-substitute"
+    np.testing.assert_array_equal(s64.raw_labels, s28.raw_labels)
+
+
+def test_size_and_channel_conversion():
+    rgb = load_split("retina", "val", size=64, channels=1)
+    assert rgb.images.shape == (120, 1, 64, 64) and rgb.meta["file_size"] == 28
+    gray = load_split("breast", "val", size=64, channels=3)
+    assert gray.images.shape == (78, 3, 64, 64) and gray.meta["file_size"] == 64
+    assert torch.equal(gray.images[:, 0], gray.images[:, 2])
+
+
+def test_corrupt_file_is_refused(tmp_path, monkeypatch):
+    src = locate("breastmnist", 28).path
+    (tmp_path / "medmnist").mkdir()
+    bad = tmp_path / "medmnist" / "breastmnist.npz"
+    shutil.copy(src, bad)
+    data = bytearray(bad.read_bytes())
+    data[1000] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    monkeypatch.setenv("ADLIB_DATA", str(tmp_path))
+    with pytest.raises(ChecksumError, match="MD5"):
+        locate("breastmnist", 28)
+    with pytest.raises(ChecksumError):
+        load_split("breast", "test", size=28)
+
+
+def test_corrupt_substitute_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "rebuilt").mkdir()
+    (tmp_path / "rebuilt" / "pneumoniamnist_64_rebuilt.npz").write_bytes(b"not the rebuilt file")
+    monkeypatch.setenv("ADLIB_DATA", str(tmp_path))
+    monkeypatch.setenv("ADLIB_OFFLINE", "1")
+    with pytest.raises(ChecksumError, match="SHA256"):
+        locate("pneumoniamnist", 64)
+
+
+def test_offline_and_missing_gives_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADLIB_DATA", str(tmp_path))
+    monkeypatch.setenv("ADLIB_OFFLINE", "1")
+    with pytest.raises(DataNotFoundError) as err:
+        locate("retinamnist", 64)
+    msg = str(err.value)
+    assert "retinamnist_64.npz" in msg and str(tmp_path) in msg and "ADLIB_DATA" in msg
+
+
+def test_failed_download_is_reported_not_hidden(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADLIB_DATA", str(tmp_path))
+    monkeypatch.delenv("ADLIB_OFFLINE", raising=False)
+
+    def no_network(flag, size, directory):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(medmnist_files, "_download", no_network)
+    with pytest.raises(DataNotFoundError, match="download failed: OSError: network is unreachable"):
+        locate("breastmnist", 128)
+
+
+def test_few_shot_anomalies_are_seeded_and_come_from_train():
+    p = make_protocol("retina", 28)
+    a = few_shot_anomalies(p, 4, seed=3)
+    b = few_shot_anomalies(p, 4, seed=3)
+    c = few_shot_anomalies(p, 4, seed=4)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+    assert (a.labels == 1).all() and a.split == "train"
+    per = few_shot_anomalies(p, 2, seed=0, per_class=True)
+    assert sorted(per.raw_labels.tolist()) == [1, 1, 2, 2, 3, 3, 4, 4]
+    only_grade_2 = few_shot_anomalies(p, 5, seed=0, classes=[2])
+    assert set(only_grade_2.raw_labels.tolist()) == {2}
+
+
+def test_multidomain_carries_organ_and_modality():
+    m = make_multidomain(["pneumonia", "breast", "retina"], size=32, channels=3, max_train_per_domain=20)
+    assert m.train.images.shape[1:] == (3, 32, 32)
+    assert set(m.train.domains["organ"]) == {"chest", "breast", "eye"}
+    assert set(m.test.domains["modality"]) == {"X-ray", "ultrasound", "fundus photograph"}
+    assert len(m.test) == 624 + 156 + 400
+
+
+def test_synthetic_phantoms_are_deterministic_and_masks_mark_lesions():
+    a, b = make_phantoms(16, 32, 0.5, seed=1), make_phantoms(16, 32, 0.5, seed=1)
+    assert torch.equal(a.images, b.images)
+    assert a.masks[a.labels == 1].flatten(1).any(1).all()
+    assert not a.masks[a.labels == 0].any()
+    assert make_phantoms(4, 64, channels=3).images.shape == (4, 3, 64, 64)
+
+
+def test_imageset_rejects_bad_input():
+    with pytest.raises(ValueError, match="uint8"):
+        ImageSet(images=torch.rand(2, 1, 8, 8), labels=[0, 1])
+    with pytest.raises(ValueError, match="labels"):
+        ImageSet(images=torch.zeros(2, 1, 8, 8, dtype=torch.uint8), labels=[0])
+    with pytest.raises(ValueError, match="unknown dataset"):
+        make_protocol("oct")
