@@ -1,0 +1,165 @@
+"""Deep IF (Ouardini et al., 2019): an Isolation Forest on features of a frozen pretrained network.
+
+Each image is passed through a frozen backbone (`adlib.backbones.FeatureExtractor`); the activation map
+of one layer is global-average-pooled into a vector, and a scikit-learn IsolationForest is fitted on the
+vectors of the normal training images. Anomaly score = the negated `score_samples` of the forest (short
+average path length = easy to isolate = anomalous), so higher means more anomalous.
+
+DPA (Shvetsova et al., Sec. IV-C) tunes Deep IF by a weakly supervised search for the best layer. Pass
+several layers (`layer=("layer2", "layer3", "layer4")`) and a validation split containing anomalies to
+`fit`: one forest per layer is fitted on the training normals, and the layer with the highest validation
+AUROC is kept (`layer_aurocs` records the search). DPA ran the search with 3-fold cross-validation; this
+project selects on its validation split, never on the test split.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from sklearn.ensemble import IsolationForest
+from tqdm.auto import tqdm
+
+from ..data.imageset import ImageSet
+from ..detectors import Detector, register
+from ..metrics import auroc
+from ..training import choose_device, seed_everything
+
+
+def checked_float_batches(images: ImageSet | torch.Tensor | np.ndarray, batch_size: int, *,
+                          channels: int | None = None, size: int | None = None,
+                          who: str = "detector") -> Iterator[torch.Tensor]:
+    """Float [0, 1] batches of (N, C, H, W) images, after checking shape, channels, size and range.
+
+    Accepts an ImageSet, a uint8 tensor/array, or a float tensor already in [0, 1]. `channels`/`size`
+    (when given) must match what the detector was fitted on.
+    """
+    if isinstance(images, ImageSet):
+        source = images.images
+    else:
+        source = torch.as_tensor(images)
+        if source.ndim != 4:
+            raise ValueError(f"{who}: expected images of shape (N, C, H, W), got shape {tuple(source.shape)}")
+        if source.dtype != torch.uint8 and not source.is_floating_point():
+            raise ValueError(f"{who}: expected uint8 or float images, got dtype {source.dtype}")
+        if source.is_floating_point() and len(source) and (float(source.min()) < -1e-3 or float(source.max()) > 1 + 1e-3):
+            raise ValueError(f"{who}: float images must lie in [0, 1] (got range "
+                             f"[{float(source.min()):.3g}, {float(source.max()):.3g}]); pass uint8 images or divide by 255")
+    if len(source) == 0:
+        raise ValueError(f"{who}: got an empty set of images")
+    if source.shape[1] not in (1, 3):
+        raise ValueError(f"{who}: images need 1 or 3 channels, got {source.shape[1]} (shape {tuple(source.shape)})")
+    if channels is not None and source.shape[1] != channels:
+        raise ValueError(f"{who}: fitted on {channels}-channel images, got {source.shape[1]} channels")
+    if size is not None and tuple(source.shape[-2:]) != (size, size):
+        raise ValueError(f"{who}: fitted on {size}x{size} images, got {tuple(source.shape[-2:])}")
+    if source.shape[-1] != source.shape[-2]:
+        raise ValueError(f"{who}: expected square images, got {tuple(source.shape[-2:])}")
+    for start in range(0, len(source), batch_size):
+        chunk = source[start:start + batch_size]
+        yield chunk.float().div(255.0) if chunk.dtype == torch.uint8 else chunk.float()
+
+
+def global_average_pool(feature_map: torch.Tensor) -> torch.Tensor:
+    return feature_map.mean(dim=(2, 3))
+
+
+@register("deep_if")
+class DeepIFDetector(Detector):
+    """Isolation Forest on global-average-pooled features of a frozen pretrained backbone.
+
+    arch / layer: backbone and layer name(s) (see adlib.backbones); a sequence of layers triggers the
+    weakly supervised layer search in `fit` (needs a validation split with normals and anomalies).
+    weights: "auto" | "imagenet" | "cifar10" | "random", resolved by adlib.backbones.
+    n_estimators / max_samples: IsolationForest settings (defaults of Liu et al. and scikit-learn).
+    input_size: optional resize inside the extractor (e.g. 224 for ImageNet-sized inputs).
+    """
+
+    def __init__(self, arch: str = "resnet18", layer: str | Sequence[str] = "layer4", weights: str = "auto",
+                 n_estimators: int = 100, max_samples: int | float | str = "auto", input_size: int | None = None,
+                 batch_size: int = 64, seed: int = 0, device: str | None = None, progress: bool = True):
+        if isinstance(layer, str):
+            self.candidate_layers = [layer]
+        else:
+            self.candidate_layers = list(layer)
+            if not self.candidate_layers:
+                raise ValueError("layer: give a layer name or a non-empty sequence of candidate layers")
+        if n_estimators < 1:
+            raise ValueError(f"n_estimators must be >= 1, got {n_estimators}")
+        self.hp = dict(arch=arch, weights_requested=weights, n_estimators=n_estimators, max_samples=max_samples,
+                       input_size=input_size, batch_size=batch_size, seed=seed)
+        self.device = choose_device(device)
+        self.progress = progress
+        self.extractor = None
+        self.forest: IsolationForest | None = None
+        self.layer: str | None = None  # the layer in use after fit
+        self.layer_aurocs: dict[str, float] = {}
+        self._channels: int | None = None
+        self._size: int | None = None
+
+    # -- features ---------------------------------------------------------------------------------
+    def _build_extractor(self) -> None:
+        from ..backbones import FeatureExtractor  # imported lazily: the backbone module loads weights
+
+        hp = self.hp
+        self.extractor = FeatureExtractor(hp["arch"], self.candidate_layers, weights=hp["weights_requested"],
+                                          seed=hp["seed"], input_size=hp["input_size"]).to(self.device).eval()
+        self.weights = self.extractor.weights_source
+
+    @torch.no_grad()
+    def _features(self, images, layers: Sequence[str], desc: str) -> dict[str, np.ndarray]:
+        """Pooled features {layer: (N, C)} for every requested layer, in one pass over the images."""
+        batches = checked_float_batches(images, self.hp["batch_size"], channels=self._channels, size=self._size,
+                                        who=self.name)
+        total = -(-len(images) // self.hp["batch_size"])
+        out: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+        for batch in tqdm(batches, total=total, desc=desc, disable=not self.progress, leave=False):
+            maps = self.extractor(batch.to(self.device))
+            for layer in layers:
+                out[layer].append(global_average_pool(maps[layer]).cpu())
+        return {layer: torch.cat(parts).double().numpy() for layer, parts in out.items()}
+
+    def _new_forest(self) -> IsolationForest:
+        return IsolationForest(n_estimators=self.hp["n_estimators"], max_samples=self.hp["max_samples"],
+                               random_state=self.hp["seed"], n_jobs=1)
+
+    # -- Detector API -----------------------------------------------------------------------------
+    def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):
+        if not isinstance(train, ImageSet):
+            raise TypeError(f"fit expects an ImageSet of training normals, got {type(train).__name__}")
+        if len(train) < 2:
+            raise ValueError(f"Deep IF needs at least 2 training images, got {len(train)}")
+        seed_everything(self.hp["seed"])
+        self._channels, self._size = None, None  # accept any input size at fit; fixed from here on
+        self._build_extractor()
+        self._channels, self._size = train.channels, train.size
+        train_features = self._features(train, self.candidate_layers, "Deep IF features (train)")
+        if len(self.candidate_layers) == 1:
+            self.layer = self.candidate_layers[0]
+            self.forest = self._new_forest().fit(train_features[self.layer])
+            return self
+        if val is None or len(np.unique(val.labels)) < 2:
+            raise ValueError("Deep IF layer search: pass a validation ImageSet with both normal and anomalous "
+                             f"images (candidates {self.candidate_layers}), or a single layer name")
+        val_features = self._features(val, self.candidate_layers, "Deep IF features (val)")
+        forests, self.layer_aurocs = {}, {}
+        for layer in self.candidate_layers:
+            forests[layer] = self._new_forest().fit(train_features[layer])
+            self.layer_aurocs[layer] = float(auroc(val.labels, -forests[layer].score_samples(val_features[layer])))
+        self.layer = max(self.candidate_layers, key=lambda layer: self.layer_aurocs[layer])  # first best on ties
+        self.forest = forests[self.layer]
+        return self
+
+    def _require_fit(self) -> None:
+        if self.forest is None or self.extractor is None:
+            raise RuntimeError(f"{self.name}: call fit() before score()/embed()")
+
+    def embed(self, images) -> np.ndarray:
+        """The pooled backbone features of the selected layer, (N, C)."""
+        self._require_fit()
+        return self._features(images, [self.layer], "Deep IF features")[self.layer]
+
+    def score(self, images) -> np.ndarray:
+        """Negated Isolation-Forest score: higher = shorter isolation path = more anomalous."""
+        features = self.embed(images)
+        return -self.forest.score_samples(features)

@@ -1,0 +1,223 @@
+"""The DPA detector and its ablation variants, registered as "dpa".
+
+loss = "perceptual"          relative-perceptual-L1 only (the proposed method)
+       "l1"                  pixel L1 only (the plain autoencoder baseline, Table 4 row 1)
+       "perceptual+l1"       perceptual + l1_weight * L1            (rows 6-7: weights 1 and 0.1)
+       "perceptual+adv"      perceptual + adv_weight * WGAN-GP term  (rows 4-5)
+       "perceptual+l1+adv"   all three                              (rows 8-9)
+The anomaly score is the reconstruction part of the training loss, per image (no adversarial term).
+progressive=True grows 8 -> ... -> size px with the loss layer deepening in step (Schedule.grow);
+progressive=False trains at the final size directly (Schedule.fixed).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...data.imageset import ImageSet, iter_float_batches
+from ...detectors import Detector, register
+from ...training import TrainHistory, choose_device, seed_everything, split_holdout, train_steps
+from .losses import PerceptualLoss, adversarial_loss, critic_loss_wgan_gp, l1_per_image
+from .network import Critic, PerceptualAutoencoder, downsample, upsample
+from .progressive import DEFAULT_LAYERS, Schedule
+
+LOSSES = ("perceptual", "l1", "perceptual+l1", "perceptual+adv", "perceptual+l1+adv")
+
+
+def resize_to(x: torch.Tensor, res: int) -> torch.Tensor:
+    """Average-pool a batch down to ``res`` px (res divides the batch size)."""
+    factor = x.shape[-1] // res
+    return x if factor == 1 else F.avg_pool2d(x, factor)
+
+
+def merge_histories(first: TrainHistory | None, second: TrainHistory) -> TrainHistory:
+    """One history over both phases (growing, then final-resolution training with early stopping)."""
+    if first is None or not first.steps:
+        return second
+    off = first.steps[-1] + 1
+    return TrainHistory(steps=first.steps + [s + off for s in second.steps],
+                        train_loss=first.train_loss + second.train_loss,
+                        eval_steps=[s + off for s in second.eval_steps], holdout_loss=list(second.holdout_loss),
+                        best_step=None if second.best_step is None else second.best_step + off,
+                        stopped_early=second.stopped_early, seconds=first.seconds + second.seconds,
+                        images_seen=first.images_seen + second.images_seen)
+
+
+@register("dpa")
+class DPADetector(Detector):
+    """Deep Perceptual Autoencoder (Shvetsova et al. 2021) with progressive growing and ablation losses.
+
+    Sizes: ``latent``/``latent_spatial``/``widths`` as in PerceptualAutoencoder. Loss layers: ``layers``
+    at the final resolution (default: the authors' layer for that size); with progressive growing the
+    lower resolutions use ``DEFAULT_LAYERS`` unless ``layer_schedule`` overrides them.
+    Training length: ``stage_steps`` (stabilise) and ``transition_steps`` per growing stage, then up to
+    ``steps`` at the final size with early stopping on held-out normals (``patience`` evaluations).
+    """
+
+    def __init__(self, loss: str = "perceptual", layers: tuple[str, ...] | str | None = None,
+                 progressive: bool = False, start_size: int = 8, stage_steps: int = 200,
+                 transition_steps: int = 200, layer_schedule: dict | None = None,
+                 latent: int = 16, latent_spatial: int = 1, widths: int | list[int] = 16,
+                 steps: int = 1000, batch_size: int = 128, lr: float | None = None,
+                 l1_weight: float = 0.1, adv_weight: float = 0.1, arch: str = "vgg19", weights: str = "auto",
+                 seed: int = 0, holdout_fraction: float = 0.1, eval_every: int = 50, patience: int | None = 4,
+                 checkpoint_path: str | None = None, device: str | None = None, progress: bool = True):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if progressive and "adv" in loss:
+            raise ValueError("the adversarial ablation rows are trained without progressive growing (Table 4)")
+        self.loss_name = loss
+        self.uses_perceptual, self.uses_l1, self.uses_adv = "perceptual" in loss, "l1" in loss, "adv" in loss
+        self.final_layers = (layers,) if isinstance(layers, str) else (tuple(layers) if layers else None)
+        self.hp = dict(loss=loss, progressive=progressive, start_size=start_size, stage_steps=stage_steps,
+                       transition_steps=transition_steps, latent=latent, latent_spatial=latent_spatial,
+                       widths=widths, steps=steps, batch_size=batch_size,
+                       lr=lr if lr is not None else (1e-3 if progressive else 2e-3),  # the authors' rates
+                       l1_weight=l1_weight if loss != "l1" else 1.0, adv_weight=adv_weight, arch=arch, seed=seed,
+                       holdout_fraction=holdout_fraction, eval_every=eval_every, patience=patience)
+        self.layer_schedule = dict(layer_schedule or {})
+        self.perceptual = PerceptualLoss(arch, weights, seed=0) if self.uses_perceptual else None
+        self.weights = self.perceptual.weights_source if self.perceptual else "none"
+        self.checkpoint_path, self.progress = checkpoint_path, progress
+        self.device = choose_device(device)
+        self.model: PerceptualAutoencoder | None = None
+        self.critic: Critic | None = None
+        self.schedule: Schedule | None = None
+        self.history: TrainHistory | None = None
+
+    # ----- loss -------------------------------------------------------------------------------
+    def reconstruction_loss(self, x: torch.Tensor, recon: torch.Tensor, layers: tuple[str, ...]) -> torch.Tensor:
+        """Per-image reconstruction loss (= anomaly score) for the chosen loss combination."""
+        total = torch.zeros(len(x), device=x.device)
+        if self.uses_perceptual:
+            total = total + self.perceptual.per_image(x, recon, layers)
+        if self.uses_l1:
+            total = total + self.hp["l1_weight"] * l1_per_image(x, recon)
+        return total
+
+    def _make_schedule(self, size: int, steps_final: int) -> Schedule:
+        hp = self.hp
+        table = {**DEFAULT_LAYERS, **self.layer_schedule}
+        final_layers = self.final_layers or table[size]
+        table[size] = final_layers
+        if not hp["progressive"]:
+            return Schedule.fixed(size, final_layers, steps_final)
+        return Schedule.grow(hp["start_size"], size, hp["stage_steps"], hp["transition_steps"], steps_final, table)
+
+    def _batch_loss(self, offset: int):
+        def batch_loss(model, batch, step):
+            state = self.schedule.at(step + offset)
+            x = resize_to(batch, state.resolution)
+            if state.alpha < 1.0:  # the input is also a blend of the new and the previous resolution
+                x = state.alpha * x + (1 - state.alpha) * upsample(downsample(x))
+            recon = model(x, state.resolution, state.alpha)
+            loss = self.reconstruction_loss(x, recon, state.layers)
+            if state.alpha < 1.0:  # Eq. 3
+                loss = state.alpha * loss + (1 - state.alpha) * self.reconstruction_loss(
+                    downsample(x), downsample(recon), state.previous_layers)
+            loss = loss.mean()
+            if self.uses_adv and model.training:
+                loss = loss + self.hp["adv_weight"] * self._adversarial_step(x, recon)
+            return loss
+        return batch_loss
+
+    def _adversarial_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """One critic update (WGAN-GP), then the autoencoder's adversarial term with the critic frozen."""
+        for p in self.critic.parameters():
+            p.requires_grad_(True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss_wgan_gp(self.critic, real, fake).backward()
+        self.critic_opt.step()
+        for p in self.critic.parameters():
+            p.requires_grad_(False)
+        return adversarial_loss(self.critic, fake)
+
+    # ----- training ---------------------------------------------------------------------------
+    def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):
+        hp = self.hp
+        if len(train) < 4:
+            raise ValueError(f"DPA needs at least a few normal training images, got {len(train)}")
+        seed_everything(hp["seed"])
+        size = train.size
+        self.model = PerceptualAutoencoder(train.channels, size, hp["widths"], hp["latent"], hp["latent_spatial"])
+        self.model.to(self.device)
+        if self.perceptual:
+            self.perceptual.to(self.device)
+        if self.uses_adv:
+            self.critic = Critic(train.channels, size).to(self.device)
+            self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=hp["lr"], betas=(0.5, 0.9))
+        self.schedule = self._make_schedule(size, hp["steps"])
+        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=hp["lr"])
+        ckpt = self.checkpoint_path
+        grow_history = None
+        growth = self.schedule.growth_steps
+        if growth:  # phase 1: growing, no early stopping (losses of different stages are not comparable)
+            grow_history = train_steps(self.model, optimizer, self._batch_loss(0), fit_set, steps=growth,
+                                       batch_size=hp["batch_size"], seed=hp["seed"],
+                                       checkpoint_path=f"{ckpt}.grow" if ckpt else None, device=self.device,
+                                       desc="DPA growing", progress=self.progress)
+        final = train_steps(self.model, optimizer, self._batch_loss(growth), fit_set, steps=hp["steps"],
+                            batch_size=hp["batch_size"], seed=hp["seed"] + 7919,
+                            holdout=holdout if len(holdout) else None, eval_every=hp["eval_every"],
+                            patience=hp["patience"], checkpoint_path=f"{ckpt}.final" if ckpt else None,
+                            device=self.device, desc=f"DPA {self.loss_name} {size}px", progress=self.progress)
+        self.history = merge_histories(grow_history, final)
+        self.model.eval()
+        return self
+
+    # ----- inference --------------------------------------------------------------------------
+    @property
+    def final_loss_layers(self) -> tuple[str, ...]:
+        if self.schedule is None:
+            raise RuntimeError("call fit() before scoring")
+        return self.schedule.stages[-1].layers
+
+    @torch.no_grad()
+    def _map(self, images, fn, batch_size: int = 128) -> list:
+        if self.model is None:
+            raise RuntimeError("call fit() before scoring")
+        self.model.eval()
+        out = []
+        for b in iter_float_batches(images, batch_size):
+            if b.shape[-1] != self.model.size or b.shape[1] != self.model.channels:
+                raise ValueError(f"this detector was trained on ({self.model.channels}, {self.model.size}, "
+                                 f"{self.model.size}) images, got {tuple(b.shape[1:])}")
+            out.append(fn(b.to(self.device)))
+        return out
+
+    def score(self, images) -> np.ndarray:
+        layers = self.final_loss_layers
+        return torch.cat(self._map(images, lambda b: self.reconstruction_loss(b, self.model(b), layers).cpu())).numpy()
+
+    def anomaly_maps(self, images) -> np.ndarray:
+        """Per-pixel perceptual difference (perceptual variants) or absolute residual (L1)."""
+        layers = self.final_loss_layers
+
+        def one(b):
+            recon = self.model(b)
+            if self.uses_perceptual:
+                return self.perceptual.maps(b, recon, layers).cpu()
+            return (b - recon).abs().mean(1).cpu()
+        return torch.cat(self._map(images, one)).numpy()
+
+    def reconstruct(self, images) -> torch.Tensor:
+        """The decoder output: for the perceptual loss a 'content tensor', not necessarily an image."""
+        return torch.cat(self._map(images, lambda b: self.model(b).cpu()))
+
+    def embed(self, images) -> np.ndarray:
+        return torch.cat(self._map(images, lambda b: self.model.encode(b).flatten(1).cpu())).numpy()
+
+    @property
+    def train_images_per_second(self) -> float:
+        return self.history.images_per_second if self.history else float("nan")
+
+    def config(self) -> dict:
+        """Hyperparameters as a flat dict (for tables)."""
+        out = copy.deepcopy(self.hp)
+        out["layers"] = "+".join(self.final_loss_layers) if self.schedule else str(self.final_layers)
+        out["weights"] = self.weights
+        return out

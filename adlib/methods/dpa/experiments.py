@@ -1,0 +1,134 @@
+"""Small helpers that keep notebook 02's cells short: run a detector under the protocol and record a row,
+measure training throughput, resolve weights visibly, and draw DPA-specific figures."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from ...data.protocol import Protocol
+from ...detectors import Detector, create
+from ...metrics import ScoredSplit, evaluate_scores
+from ...results import ResultsTable
+from ...training import ResourceMeter, seed_everything
+
+
+@dataclass
+class RunOutput:
+    detector: Detector
+    val_scores: np.ndarray
+    test_scores: np.ndarray
+    metrics: dict
+    train_seconds: float
+    score_seconds: float
+
+
+def run_detector(name: str, kwargs: dict, protocol: Protocol, seed: int, table: ResultsTable | None, *,
+                 method: str, profile: str, variant: str = "default", train=None) -> RunOutput:
+    """Fit on the protocol's training normals (or ``train``), score val and test, add one result row."""
+    detector = create(name, seed=seed, **kwargs)
+    train = protocol.train if train is None else train
+    with ResourceMeter(images=len(train)) as fit_meter:
+        detector.fit(train)
+    with ResourceMeter(images=len(protocol.val) + len(protocol.test)) as score_meter:
+        val_scores, test_scores = detector.score(protocol.val), detector.score(protocol.test)
+    metrics = evaluate_scores(ScoredSplit(val_scores, protocol.val.labels, "val"),
+                              ScoredSplit(test_scores, protocol.test.labels, "test"))
+    if table is not None:
+        table.add(dataset=protocol.dataset, method=method, seed=seed, profile=profile, image_size=protocol.train.size,
+                  weights=getattr(detector, "weights", "none"), data_source=protocol.data_source(), variant=variant,
+                  **metrics, train_seconds=round(fit_meter.seconds, 1), score_seconds=round(score_meter.seconds, 1))
+    return RunOutput(detector, val_scores, test_scores, metrics, fit_meter.seconds, score_meter.seconds)
+
+
+def weights_or_random(arch: str, requested: str) -> tuple[str, str]:
+    """The weights to pass for ``arch``: ``requested`` when obtainable, else 'random' with a loud note."""
+    from ...backbones import resolve_weights
+
+    try:
+        return requested, resolve_weights(arch, requested)
+    except Exception as err:  # WeightsNotAvailableError: never silent, say it and record 'random'
+        note = f"!!! {arch}: weights={requested!r} not available ({type(err).__name__}); using RANDOM weights explicitly"
+        print(note)
+        return "random", "random"
+
+
+def measure_training_speed(images: torch.Tensor, layers: tuple[str, ...], weights: str, batch_size: int = 128,
+                           steps: int = 2, latent: int = 16, widths: int = 16) -> dict:
+    """Images/s of DPA training steps (AE forward, target features under no_grad, reconstruction features,
+    backward to the AE only, Adam step) at the images' size, after one warm-up step."""
+    from .losses import PerceptualLoss
+    from .network import PerceptualAutoencoder
+
+    seed_everything(0)
+    x = images[:batch_size].float().div(255.0)
+    if len(x) < batch_size:
+        raise ValueError(f"need {batch_size} images to time a batch of {batch_size}, got {len(x)}")
+    net = PerceptualAutoencoder(x.shape[1], x.shape[-1], widths, latent)
+    loss_fn = PerceptualLoss("vgg19", weights)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def step():
+        loss = loss_fn.per_image(x, net(x), layers).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up (allocations, kernel selection)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = time.perf_counter() - t0
+    return {"image_size": x.shape[-1], "batch_size": batch_size, "loss layers": "+".join(layers),
+            "timed steps": steps, "seconds": round(seconds, 1), "images_per_s": round(steps * batch_size / seconds, 1),
+            "threads": torch.get_num_threads(), "weights": loss_fn.weights_source}
+
+
+def training_curve_with_stages(detector, title: str) -> plt.Figure:
+    """Fig. 7 analogue: loss per step with the progressive stages shaded (loss scale changes per stage)."""
+    from ...plots import training_curves
+
+    fig = training_curves(detector.history, title=title)
+    ax = fig.axes[0]
+    start = 0
+    for i, stage in enumerate(detector.schedule.stages):
+        if stage.transition:
+            ax.axvspan(start, start + stage.transition, color="orange", alpha=0.15,
+                       label="fade-in (alpha 0->1)" if i == 1 else None)
+        ax.text(start + stage.transition, ax.get_ylim()[1] * 0.95, f"{stage.resolution}px\n{'+'.join(stage.layers)}",
+                fontsize=7, va="top")
+        start += stage.steps
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def selection_figure(curves: pd.DataFrame, test_auroc: list[float], title: str, x: str = "n_anomalies",
+                     hue: str | None = None) -> plt.Figure:
+    """Fig. 5 analogue: test AUROC of the weakly-selected configuration (mean ± std over sampled validation
+    sets) vs the number (or variety) of validation anomalies, with the best/worst configuration of the grid."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    groups = [(None, curves)] if hue is None else list(curves.groupby(hue))
+    for key, part in groups:
+        agg = part.groupby(x)["test_AUROC"].agg(["mean", "std"]).reset_index()
+        ax.errorbar(agg[x], agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=3,
+                    label="selected" if key is None else f"{hue}={key}")
+    ax.axhline(max(test_auroc), color="green", ls="--", lw=1, label="max over grid")
+    ax.axhline(min(test_auroc), color="red", ls="--", lw=1, label="min over grid")
+    ax.set(xlabel=x.replace("_", " "), ylabel="test AUROC", title=title)
+    if x == "n_anomalies":
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(curves[x].unique()), [str(v) for v in sorted(curves[x].unique())])
+    ax.legend(fontsize=7)
+    return fig
+
+
+def rescale_for_display(t: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max to [0, 1]: content tensors are not images and may leave [0, 1]."""
+    flat = t.flatten(1)
+    lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
+    return (t - lo) / (hi - lo).clamp_min(1e-8)
