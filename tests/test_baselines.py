@@ -9,7 +9,7 @@ import torch
 
 from adlib.data import make_synthetic_protocol
 from adlib.detectors import available, create
-from adlib.methods.cutpaste import paste_patches
+from adlib.methods.cutpaste import GaussianDensity, paste_patches
 from adlib.methods.deep_geo import (N_TRANSFORMS, TRANSFORMS, apply_transform, default_shift, fit_dirichlet,
                                     inverse_transform, transform_subset)
 from adlib.metrics import auroc
@@ -110,6 +110,8 @@ def test_deep_geo_beats_chance(phantoms16):
     detector = create("deep_geo", n_transforms=72, widen_factor=1, steps=60, batch_size=32,
                       score_mode="dirichlet", progress=False).fit(p.train)
     assert detector.dirichlet_alphas.shape == (72, 72)
+    losses = detector.history.train_loss
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])  # the transformation classifier learns
     probabilities = detector.transformation_probabilities(p.test)
     assert probabilities.shape == (len(p.test), 72, 72)
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
@@ -147,12 +149,24 @@ def test_cutpaste_changes_only_pasted_region(kind, channels):
             assert diff.min() == 0
 
 
+def test_gaussian_density_matches_sklearn_mahalanobis():
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(size=(40, 64)), rng.normal(size=(10, 64)) * 2  # fewer samples than dimensions
+    ours = GaussianDensity().fit(train).mahalanobis(test)
+    reference = np.sqrt(LedoitWolf().fit(train).mahalanobis(test))
+    np.testing.assert_allclose(ours, reference, rtol=1e-6)
+
+
 def test_cutpaste_beats_chance_rgb():
     p = make_synthetic_protocol(n_train=128, n_val=32, n_test=64, size=32, channels=3, seed=0)
     detector = create("cutpaste", weights="random", variant="3way", freeze_until="layer1", steps=20,
                       batch_size=16, progress=False).fit(p.train)
     scores = detector.score(p.test)
     assert detector.weights == "random" and scores.shape == (len(p.test),)
+    losses = detector.history.train_loss
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])  # normal / cutpaste / scar become separable
     assert auroc(p.test.labels, scores) > 0.65
     assert detector.embed(p.test.images[:3]).shape == (3, 512)
 

@@ -27,7 +27,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.covariance import LedoitWolf
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -199,6 +198,38 @@ class CutPasteNet(nn.Module):
         return self.classifier(self.head(self.features(x)))
 
 
+class GaussianDensity:
+    """Mean + Ledoit-Wolf shrinkage covariance (scikit-learn) of embeddings; Mahalanobis distance to it.
+
+    The distance is computed through a Cholesky factor of the shrunk covariance (torch, float64), which
+    is positive definite whenever the shrinkage is positive.
+    """
+
+    def fit(self, embeddings: np.ndarray) -> "GaussianDensity":
+        from sklearn.covariance import LedoitWolf  # imported on use: keeps `import adlib.methods` light
+
+        if len(embeddings) < 2:
+            raise ValueError(f"need at least 2 embeddings to fit a Gaussian, got {len(embeddings)}")
+        estimator = LedoitWolf(store_precision=False).fit(embeddings)
+        self.mean = torch.as_tensor(estimator.location_, dtype=torch.float64)
+        self.covariance = torch.as_tensor(estimator.covariance_, dtype=torch.float64)
+        self.shrinkage = float(estimator.shrinkage_)
+        jitter = 0.0
+        while True:  # a tiny diagonal jitter only if the factorisation fails (shrinkage 0, degenerate data)
+            eye = torch.eye(len(self.covariance), dtype=torch.float64)
+            factor, info = torch.linalg.cholesky_ex(self.covariance + jitter * eye)
+            if int(info) == 0:
+                break
+            jitter = max(jitter * 10, 1e-10 * float(self.covariance.diagonal().mean().clamp_min(1e-12)))
+        self.cholesky = factor
+        return self
+
+    def mahalanobis(self, embeddings: np.ndarray) -> np.ndarray:
+        centred = torch.as_tensor(embeddings, dtype=torch.float64) - self.mean
+        whitened = torch.linalg.solve_triangular(self.cholesky, centred.T, upper=False)
+        return whitened.norm(dim=0).numpy()
+
+
 def cosine_lr(base_lr: float, step: int, steps: int) -> float:
     return 0.5 * base_lr * (1 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
 
@@ -240,7 +271,7 @@ class CutPasteDetector(Detector):
         self.device = choose_device(device)
         self.model: CutPasteNet | None = None
         self.history: TrainHistory | None = None
-        self.density: LedoitWolf | None = None
+        self.density: GaussianDensity | None = None
         self._channels: int | None = None
         self._size: int | None = None
 
@@ -291,7 +322,7 @@ class CutPasteDetector(Detector):
                                    device=self.device, desc=f"CutPaste ({self.variant})", progress=self.progress)
         self.model.eval()
         # the Gaussian density is fitted on all training normals (as the original)
-        self.density = LedoitWolf().fit(self.embed(train))
+        self.density = GaussianDensity().fit(self.embed(train))
         return self
 
     def _require_fit(self) -> None:
@@ -321,4 +352,4 @@ class CutPasteDetector(Detector):
         self._require_fit()
         if self.density is None:
             raise RuntimeError(f"{self.name}: the density was not fitted; call fit()")
-        return np.sqrt(np.maximum(self.density.mahalanobis(self.embed(images)), 0.0))
+        return self.density.mahalanobis(self.embed(images))

@@ -17,12 +17,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from sklearn.ensemble import IsolationForest
 from tqdm.auto import tqdm
 
 from ..data.imageset import ImageSet
 from ..detectors import Detector, register
-from ..metrics import auroc
 from ..training import choose_device, seed_everything
 
 
@@ -91,18 +89,18 @@ class DeepIFDetector(Detector):
         self.device = choose_device(device)
         self.progress = progress
         self.extractor = None
-        self.forest: IsolationForest | None = None
+        self.forest = None  # sklearn.ensemble.IsolationForest after fit
         self.layer: str | None = None  # the layer in use after fit
         self.layer_aurocs: dict[str, float] = {}
         self._channels: int | None = None
         self._size: int | None = None
 
     # -- features ---------------------------------------------------------------------------------
-    def _build_extractor(self) -> None:
+    def _build_extractor(self, layers: Sequence[str]) -> None:
         from ..backbones import FeatureExtractor  # imported lazily: the backbone module loads weights
 
         hp = self.hp
-        self.extractor = FeatureExtractor(hp["arch"], self.candidate_layers, weights=hp["weights_requested"],
+        self.extractor = FeatureExtractor(hp["arch"], list(layers), weights=hp["weights_requested"],
                                           seed=hp["seed"], input_size=hp["input_size"]).to(self.device).eval()
         self.weights = self.extractor.weights_source
 
@@ -119,7 +117,9 @@ class DeepIFDetector(Detector):
                 out[layer].append(global_average_pool(maps[layer]).cpu())
         return {layer: torch.cat(parts).double().numpy() for layer, parts in out.items()}
 
-    def _new_forest(self) -> IsolationForest:
+    def _new_forest(self):
+        from sklearn.ensemble import IsolationForest  # imported on use: keeps `import adlib.methods` light
+
         return IsolationForest(n_estimators=self.hp["n_estimators"], max_samples=self.hp["max_samples"],
                                random_state=self.hp["seed"], n_jobs=1)
 
@@ -130,8 +130,7 @@ class DeepIFDetector(Detector):
         if len(train) < 2:
             raise ValueError(f"Deep IF needs at least 2 training images, got {len(train)}")
         seed_everything(self.hp["seed"])
-        self._channels, self._size = None, None  # accept any input size at fit; fixed from here on
-        self._build_extractor()
+        self._build_extractor(self.candidate_layers)
         self._channels, self._size = train.channels, train.size
         train_features = self._features(train, self.candidate_layers, "Deep IF features (train)")
         if len(self.candidate_layers) == 1:
@@ -141,6 +140,8 @@ class DeepIFDetector(Detector):
         if val is None or len(np.unique(val.labels)) < 2:
             raise ValueError("Deep IF layer search: pass a validation ImageSet with both normal and anomalous "
                              f"images (candidates {self.candidate_layers}), or a single layer name")
+        from ..metrics import auroc
+
         val_features = self._features(val, self.candidate_layers, "Deep IF features (val)")
         forests, self.layer_aurocs = {}, {}
         for layer in self.candidate_layers:
@@ -148,6 +149,7 @@ class DeepIFDetector(Detector):
             self.layer_aurocs[layer] = float(auroc(val.labels, -forests[layer].score_samples(val_features[layer])))
         self.layer = max(self.candidate_layers, key=lambda layer: self.layer_aurocs[layer])  # first best on ties
         self.forest = forests[self.layer]
+        self._build_extractor([self.layer])  # score with only the chosen layer (same seeded weights)
         return self
 
     def _require_fit(self) -> None:

@@ -58,7 +58,7 @@ class SimpleNetDetector(PatchFeatureDetector):
         optimizer = torch.optim.Adam([
             {"params": self.head.adaptor.parameters(), "lr": hp["lr_adaptor"]},
             {"params": self.head.discriminator.parameters(), "lr": hp["lr_discriminator"]}],
-            weight_decay=hp["weight_decay"])
+            weight_decay=hp["weight_decay"], foreach=True)
         head, noise_std, margin = self.head, self.noise_std, hp["margin"]
 
         def step_loss(normal_batch, gen):

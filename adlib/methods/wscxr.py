@@ -116,7 +116,8 @@ class WSCXRDetector(PatchFeatureDetector):
             self.anomaly_set, self.mined_index = anomaly_patches, torch.arange(len(anomaly_patches))
         torch.manual_seed(self.seed)
         self.discriminator = PatchDiscriminator(bank.shape[1], hp["depth"], hp["hidden"])
-        optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"],
+                                     foreach=True)
         lo, hi = hp["mixing_range"]
         anomaly_set, normal_bank, disc = self.anomaly_set, self.normal_bank, self.discriminator
 

@@ -123,6 +123,7 @@ def selection_figure(curves: pd.DataFrame, test_auroc: list[float], title: str, 
     if x == "n_anomalies":
         ax.set_xscale("log")
         ax.set_xticks(sorted(curves[x].unique()), [str(v) for v in sorted(curves[x].unique())])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.legend(fontsize=7)
     return fig
 

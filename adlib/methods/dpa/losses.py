@@ -57,6 +57,14 @@ def _extractor(arch: str, layers: tuple[str, ...], weights: str, seed: int):
 
 
 @lru_cache(maxsize=None)
+def _resolved(arch: str, weights: str) -> str:
+    """Resolve 'auto' once per process (it may probe the network)."""
+    from ...backbones import resolve_weights
+
+    return resolve_weights(arch, weights) if weights == "auto" else weights
+
+
+@lru_cache(maxsize=None)
 def _statistics(arch: str, layer: str, weights: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     from ...backbones import feature_statistics
 
@@ -78,9 +86,7 @@ class PerceptualLoss(nn.Module):
 
     @property
     def weights_source(self) -> str:
-        from ...backbones import resolve_weights
-
-        return resolve_weights(self.arch, self.weights) if self.weights == "auto" else self.weights
+        return _resolved(self.arch, self.weights)
 
     def _stats(self, layer: str):
         mean, std = _statistics(self.arch, layer, self.weights, self.seed)
