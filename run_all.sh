@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # adlib: the two commands of this project.
-#   ./run_all.sh [--profile smoke|cpu|paper] [--output DIR] [--only NN]   execute every notebook headless
+#   ./run_all.sh [--profile smoke|cpu|paper] [--output DIR] [--only NN] [--publish]
+#                                                                          execute every notebook headless
 #   ./run_all.sh test                                                      unit tests + notebooks (smoke) via nbval
 # Each does its own set-up: a virtual environment in .venv (unless one is active) with the pinned package.
 set -euo pipefail
@@ -11,6 +12,7 @@ MODE=run
 PROFILE=""
 OUTPUT="executed"
 ONLY=""
+PUBLISH=0
 while [ $# -gt 0 ]; do
   case "$1" in
     test) MODE=test ;;
@@ -18,7 +20,8 @@ while [ $# -gt 0 ]; do
     --profile=*) PROFILE="${1#*=}" ;;
     --output) OUTPUT="$2"; shift ;;
     --only) ONLY="$2"; shift ;;
-    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    --publish) PUBLISH=1 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -75,6 +78,9 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
   t0=$(date +%s)
   python -m papermill "$nb" "$OUTDIR/$name" -p profile "$PROFILE" -k python3 --cwd notebooks --progress-bar
   summary+=("$(printf '%-45s %6d s' "$name" $(( $(date +%s) - t0 )))")
+  if [ "$PUBLISH" = 1 ]; then
+    python -m adlib.publish "$OUTDIR/$name" --to notebooks  # without papermill's injected-parameters cell
+  fi
 done
 echo
 echo "[adlib] done (profile $PROFILE)"

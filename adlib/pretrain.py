@@ -34,10 +34,12 @@ from . import backbones
 from .data import ImageSet, load_cifar10_arrays
 from .training import ResourceMeter, batch_indices, seed_everything, train_steps
 
-# Default budgets, sized on this project's shared 2-core machine while other jobs ran (VGG19 ~5 train img/s,
-# DenseNet121 ~15, ResNet18 ~50): about 5-12 minutes of training per backbone there, less on idle cores.
-# Far below a full CIFAR-10 training (tens of epochs); the manifests record the accuracy this reaches.
-DEFAULT_STEPS = {"vgg19": 112, "densenet121": 144, "resnet18": 300, "wide_resnet50_2": 80}
+# Default budgets for 2 idle CPU cores (measured at 32 px: VGG19 ~68 train img/s, DenseNet121 ~160,
+# ResNet18 ~300): 2.5-7 minutes per backbone. A first budget of ~3,500 images per backbone reached only
+# 25-36 % test accuracy, and DenseNet121 features that separated pneumonia *worse* than random ones; with
+# these budgets (25,600 / 48,000 / 48,000 images) DenseNet121 and ResNet18 features beat random ones
+# (notebook 01). Still far below a full CIFAR-10 training (tens of epochs); the manifests record the accuracy.
+DEFAULT_STEPS = {"vgg19": 800, "densenet121": 1500, "resnet18": 1500, "wide_resnet50_2": 80}
 SMOKE_STEPS = 3
 
 

@@ -32,6 +32,22 @@ def choose_device(prefer: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def set_cpu_threads() -> int:
+    """Use $ADLIB_THREADS CPU threads for torch (default: every core); returns the number set.
+
+    On a machine shared with other jobs, ADLIB_THREADS=1 avoids oversubscribed threads thrashing.
+    """
+    wanted = os.environ.get("ADLIB_THREADS")
+    try:
+        n = int(wanted) if wanted else (os.cpu_count() or 1)
+    except ValueError:
+        raise ValueError(f"ADLIB_THREADS must be a positive integer, got {wanted!r}") from None
+    if n < 1:
+        raise ValueError(f"ADLIB_THREADS must be a positive integer, got {wanted!r}")
+    torch.set_num_threads(n)
+    return n
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     random.seed(seed)
     np.random.seed(seed)

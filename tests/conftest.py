@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -20,3 +21,12 @@ def scratch_outputs(tmp_path, monkeypatch):
     for var in ("ADLIB_FIGURES", "ADLIB_RESULTS", "ADLIB_CHECKPOINTS"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny test models run faster single-threaded (and far faster when the CPU is shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,13 +15,7 @@ from adlib.methods.deep_geo import (N_TRANSFORMS, TRANSFORMS, apply_transform, d
 from adlib.metrics import auroc
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models on a shared CPU: one thread avoids oversubscription (it is faster here, not slower)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,7 @@ from adlib.methods.dpa.progressive import Schedule
 from adlib.methods.dpa.selection import kfold_indices, selection_curve, weakly_supervised_search
 from adlib.metrics import auroc
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tiny models run faster single-threaded (and far faster when the CPU is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

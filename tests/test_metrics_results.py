@@ -91,3 +91,26 @@ def test_paper_numbers_side_by_side():
     row = joined[joined.method == "PatchCore"].iloc[0]
     assert row["paper AUROC"] == pytest.approx(90.4) and row["ours AUROC"] == pytest.approx(80.0)
     assert row["ours - paper"] == pytest.approx(-10.4)
+
+
+def test_publish_drops_injected_parameters_and_refuses_errors(tmp_path):
+    import nbformat
+
+    from adlib.publish import publish
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile = None", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('profile = "cpu"', metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(profile)")]
+    nb.metadata["papermill"] = {"parameters": {"profile": "cpu"}}
+    executed = tmp_path / "executed" / "00_x.ipynb"
+    executed.parent.mkdir()
+    nbformat.write(nb, executed)
+    out = nbformat.read(publish(executed, tmp_path), as_version=4)
+    assert [c.source for c in out.cells] == ["profile = None", "print(profile)"]
+    assert out.metadata["adlib"]["executed_with"] == {"profile": "cpu"}
+
+    nb.cells[2].outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="x", traceback=[])]
+    nbformat.write(nb, executed)
+    with pytest.raises(SystemExit, match="error output"):
+        publish(executed, tmp_path)

@@ -91,3 +91,18 @@ def test_resource_meter_counts_throughput():
         sum(range(10000))
     row = meter.as_row(stage="noop")
     assert row["images"] == 100 and row["seconds"] >= 0 and row["peak_memory_MB"] > 0
+
+
+def test_set_cpu_threads_reads_environment_and_rejects_nonsense(monkeypatch):
+    from adlib.training import set_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("ADLIB_THREADS", "1")
+        assert set_cpu_threads() == 1 and torch.get_num_threads() == 1
+        for bad in ("0", "two"):
+            monkeypatch.setenv("ADLIB_THREADS", bad)
+            with pytest.raises(ValueError, match="ADLIB_THREADS"):
+                set_cpu_threads()
+    finally:
+        torch.set_num_threads(before)

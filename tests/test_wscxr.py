@@ -20,13 +20,7 @@ from adlib.patch_features import (PatchFeaturizer, aggregate_neighbourhood, comb
                                   knn_distances, patch_maps_to_images)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small dense ops are much faster single-threaded on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_coreset_picks_far_apart_points_and_is_reproducible():
@@ -116,8 +110,7 @@ def test_eq7_loss_and_neighbourhood_aggregation():
 
 
 @pytest.fixture(scope="module")
-def synthetic_features():
-    torch.set_num_threads(1)
+def synthetic_features(one_torch_thread):
     protocol = make_synthetic_protocol(n_train=48, n_val=24, n_test=48, size=64, seed=0)
     fz = PatchFeaturizer(arch="densenet121", layers=("denseblock1", "denseblock2"), weights="random",
                          input_size=64, patch_size=3, dim=128)

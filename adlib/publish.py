@@ -1,0 +1,49 @@
+"""Copy an executed notebook into notebooks/ so that it can be both read and re-tested.
+
+papermill adds an ``injected-parameters`` cell (e.g. ``profile = "cpu"``) after the ``parameters`` cell.
+Kept in the committed notebook, that cell would make nbval re-run the long cpu profile in the test suite;
+so it is dropped here and the profile it set is recorded in the notebook metadata instead (the outputs
+themselves also print the profile they ran with).
+
+    python -m adlib.publish executed/cpu/00_data_and_protocols.ipynb [more.ipynb ...] [--to notebooks]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import nbformat
+
+from .io import atomic_write_text
+
+
+def strip_injected_parameters(nb: nbformat.NotebookNode) -> dict:
+    """Remove papermill's injected-parameters cell(s) in place; return the parameters they set."""
+    injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    nb.cells = [c for c in nb.cells if c not in injected]
+    return dict(nb.metadata.get("papermill", {}).get("parameters", {}))
+
+
+def publish(executed: Path, target_dir: Path) -> Path:
+    nb = nbformat.read(executed, as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    if errors:
+        raise SystemExit(f"{executed} contains {len(errors)} error output(s); fix the run before publishing it")
+    params = strip_injected_parameters(nb)
+    nb.metadata["adlib"] = {"executed_with": params}
+    target = target_dir / executed.name
+    atomic_write_text(target, nbformat.writes(nb))
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--to", type=Path, default=Path(__file__).resolve().parent.parent / "notebooks")
+    args = parser.parse_args(argv)
+    for path in args.notebooks:
+        print(f"published {path} -> {publish(path, args.to)}")
+
+
+if __name__ == "__main__":
+    main()
