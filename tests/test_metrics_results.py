@@ -114,3 +114,21 @@ def test_publish_drops_injected_parameters_and_refuses_errors(tmp_path):
     nbformat.write(nb, executed)
     with pytest.raises(SystemExit, match="error output"):
         publish(executed, tmp_path)
+
+
+def test_atomic_path_leaves_nothing_half_written(tmp_path):
+    import os
+    import stat
+
+    from adlib.io import atomic_path, atomic_write_text
+
+    target = tmp_path / "table.csv"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
