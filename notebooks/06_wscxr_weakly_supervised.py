@@ -53,7 +53,7 @@ from adlib.metrics import ScoredSplit, auroc, evaluate_scores
 from adlib.paper_numbers import paper_numbers
 from adlib.patch_features import DatasetFeatures, PatchFeaturizer, flatten_patches, greedy_coreset, time_knn
 from adlib.results import ResultsTable, mean_pm_std
-from adlib.training import ResourceMeter, seed_everything
+from adlib.training import ResourceMeter, seed_everything, set_cpu_threads
 from adlib.methods.wscxr import authors_protocol_diagnostic, evaluate_on_features
 
 notebook_start = time.perf_counter()
@@ -108,10 +108,9 @@ RUN = {
                   simplenet_on_bank=False, noise_grid=(0.05, 0.1, 0.25, 0.5, 1.0)),
 }[P.name]
 SEEDS = P.seeds
-# Small dense layers run much faster single-threaded when other jobs share the 2 cores (measured: 2 threads
-# on a busy machine were 10x slower); on an idle machine both cores are used.
-N_THREADS = 1 if os.getloadavg()[0] > 1.5 else 2
-torch.set_num_threads(N_THREADS)
+# Every core, or $ADLIB_THREADS: small dense layers run far slower with oversubscribed threads on a machine
+# shared with other jobs (measured there: 2 threads were 10x slower than 1), so set ADLIB_THREADS=1 on one.
+N_THREADS = set_cpu_threads()
 print(f"profile={P.name}; seeds={SEEDS}; threads={N_THREADS}; run={RUN}")
 
 # %% [markdown]
