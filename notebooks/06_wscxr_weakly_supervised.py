@@ -79,10 +79,10 @@ P = get_profile(profile)
 # Method-specific sizes per profile. paper = the authors' setting (256 px input, denseblock4, 500 normals,
 # coreset 50 %, 100 epochs, 1024-wide discriminator). cpu cuts, stated here and in the discussion:
 # 128 px input (the rebuilt 128 px PneumoniaMNIST file; 256 px would be 4x slower), denseblock3+4 on an
-# 8 x 8 grid (denseblock4 alone is 4 x 4 at 128 px - compared below), 200 normals, a 25 % coreset computed
-# once per dataset (SimpleNet also trains on it), 12 discriminator epochs of a 256-wide MLP in batches of
-# 128 patches, CutPaste
-# fine-tuned briefly at 64 px with frozen early stages, BreastMNIST/RetinaMNIST with K = 2 and 16 only.
+# 8 x 8 grid (denseblock4 alone is 4 x 4 at 128 px - compared below), the authors' 500 normals and 50 %
+# coreset computed once per dataset (SimpleNet also trains on it), 30 discriminator epochs of a 256-wide MLP in
+# batches of 128 patches, CutPaste fine-tuned for 100 steps at 64 px with frozen early stages,
+# BreastMNIST/RetinaMNIST with K = 2 and 16 only.
 RUN = {
     "smoke": dict(input_size=64, image_size=64, layers=("denseblock3", "denseblock4"), n_normal=40, max_val=60,
                   max_test=60, coreset=0.25, epochs=3, hidden=64, eval_every=1, batch_size=256, ks=(2, 4),
@@ -91,10 +91,10 @@ RUN = {
                   weight_study=True, layer_study=True, embed_points=150, other_sn_seeds=1,
                   weight_subset=(20, 40, 40), simplenet_on_bank=True,
                   noise_grid=(0.25,)),
-    "cpu": dict(input_size=128, image_size=128, layers=("denseblock3", "denseblock4"), n_normal=200, max_val=None,
-                max_test=None, coreset=0.25, epochs=12, hidden=256, eval_every=4, batch_size=128, ks=(2, 4, 8, 16),
-                weights="auto", cutpaste=dict(steps=30, batch_size=32, input_size=64, freeze_until="layer3"),
-                simplenet_epochs=12, r_grid=(0.05, 0.1, 0.2, 1.0), other_datasets=("breast", "retina"),
+    "cpu": dict(input_size=128, image_size=128, layers=("denseblock3", "denseblock4"), n_normal=500, max_val=None,
+                max_test=None, coreset=0.5, epochs=30, hidden=256, eval_every=5, batch_size=128, ks=(2, 4, 8, 16),
+                weights="auto", cutpaste=dict(steps=100, batch_size=32, input_size=64, freeze_until="layer3"),
+                simplenet_epochs=30, r_grid=(0.05, 0.1, 0.2, 1.0), other_datasets=("breast", "retina"),
                 other_ks=(2, 16), weight_study=True, layer_study=True, embed_points=600, other_sn_seeds=1,
                 weight_subset=(100, 150, 200), simplenet_on_bank=True,
                 noise_grid=(0.1, 0.25, 1.0)),
@@ -615,9 +615,9 @@ display(timing_df)
 #
 # **What the cpu profile cut, and why** (sizes in `RUN` above; the paper profile restores the authors' setting):
 # 128 px input instead of 256 px (4x fewer CNN operations; the PneumoniaMNIST file itself is 128 px), so we
-# add denseblock3 to get an 8 x 8 patch grid; 200 instead of 500 training normals, a 25 % instead of 50 %
-# coreset; 12 instead of 100 discriminator epochs with a 256-wide hidden layer; SimpleNet trained on the
-# coreset bank; CutPaste fine-tuned for a few dozen steps at 64 px with frozen early stages; one shared
+# add denseblock3 to get an 8 x 8 patch grid; the authors' 500 training normals and 50 % coreset; 30 instead of
+# 100 discriminator epochs with a 256-wide hidden layer; SimpleNet trained on the coreset bank; CutPaste
+# fine-tuned for 100 steps at 64 px with frozen early stages; one shared
 # normal subset and coreset for the three seeds; BreastMNIST and RetinaMNIST with K = 2 and 16 only and
 # SimpleNet with fewer seeds there; the weight-source comparison on a subset. SQUID and DDAD are paper
 # numbers only. ImageNet weights cannot be downloaded on this offline machine, which is the largest single
