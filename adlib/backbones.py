@@ -45,7 +45,7 @@ import torchvision
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from .io import atomic_path, file_digest
+from .io import atomic_path, atomic_torch_save, file_digest
 from .paths import checkpoints_dir, offline
 
 ARCHS = ("vgg19", "densenet121", "resnet18", "wide_resnet50_2")
@@ -199,8 +199,7 @@ def write_cifar10_checkpoint(arch: str, feature_state: dict, config: dict, recor
     tag = config_tag(config)
     folder = backbone_dir(directory)
     path = folder / f"cifar10_{arch}_{tag}.pt"
-    with atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu().contiguous() for k, v in feature_state.items()}, tmp)
+    atomic_torch_save({k: v.detach().cpu().contiguous() for k, v in feature_state.items()}, path)
     manifest = {"arch": arch, "source": "cifar10", "tag": tag, "file": path.name, "sha256": file_digest(path),
                 "size_MB": round(path.stat().st_size / 2**20, 1), "config": config, **record}
     mpath = folder / f"cifar10_{arch}_{tag}.json"
@@ -415,8 +414,7 @@ def feature_statistics(ext: FeatureExtractor, layer: str, n_images: int = 1000, 
     mean = total / count
     std = (total_sq / count - mean.pow(2)).clamp_min(0).sqrt()
     mean, std = mean.float().cpu(), std.float().cpu().clamp_min(1e-6)
-    with atomic_path(path) as tmp:
-        torch.save({"mean": mean, "std": std, "reference": REFERENCE_SET, "n_images": n_images, "size": size}, tmp)
+    atomic_torch_save({"mean": mean, "std": std, "reference": REFERENCE_SET, "n_images": n_images, "size": size}, path)
     return mean, std
 
 

@@ -33,6 +33,23 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def atomic_torch_save(obj, target: str | os.PathLike) -> None:
+    """torch.save ``obj`` to ``target`` atomically, with bytes that depend only on ``obj``.
+
+    torch.save names the zip archive's top folder after the file it writes to; saving straight to a random
+    temporary file would give the same tensors a different SHA-256 on every run. Serialising to memory
+    first keeps the hash reproducible.
+    """
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     h = hashlib.new(algorithm)
     with open(path, "rb") as fh:

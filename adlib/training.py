@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.imageset import ImageSet
-from .io import atomic_path
+from .io import atomic_torch_save
 
 
 def choose_device(prefer: str | None = None) -> torch.device:
@@ -92,8 +92,7 @@ class TrainHistory:
 
 
 def save_checkpoint(path: Path, **state) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: Path) -> dict:

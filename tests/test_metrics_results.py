@@ -132,3 +132,17 @@ def test_atomic_path_leaves_nothing_half_written(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_torch_checkpoints_hash_the_same_for_the_same_tensors(tmp_path):
+    import torch
+
+    from adlib.io import atomic_torch_save, file_digest
+
+    state = {"w": torch.arange(12.0).view(3, 4), "step": 7}
+    atomic_torch_save(state, tmp_path / "a.pt")
+    atomic_torch_save(state, tmp_path / "b.pt")  # another name, another temporary file
+    assert file_digest(tmp_path / "a.pt") == file_digest(tmp_path / "b.pt")
+    loaded = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert torch.equal(loaded["w"], state["w"]) and loaded["step"] == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]
