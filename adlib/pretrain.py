@@ -37,7 +37,7 @@ from .training import ResourceMeter, batch_indices, seed_everything, train_steps
 # Default budgets for 2 idle CPU cores (measured at 32 px: VGG19 ~68 train img/s, DenseNet121 ~160,
 # ResNet18 ~300): 2.5-7 minutes per backbone. A first budget of ~3,500 images per backbone reached only
 # 25-36 % test accuracy, and DenseNet121 features that separated pneumonia *worse* than random ones; with
-# these budgets (25,600 / 48,000 / 48,000 images) DenseNet121 and ResNet18 features beat random ones
+# these budgets (25,600 / 48,000 / 48,000 images) the features of all three beat random ones
 # (notebook 01). Still far below a full CIFAR-10 training (tens of epochs); the manifests record the accuracy.
 DEFAULT_STEPS = {"vgg19": 800, "densenet121": 1500, "resnet18": 1500, "wide_resnet50_2": 80}
 SMOKE_STEPS = 3

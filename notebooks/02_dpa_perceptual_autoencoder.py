@@ -107,7 +107,7 @@ print(f"profile={P.name}; seeds={RUN['seeds']}; image size={RUN['image_size']} p
 
 # %% [markdown]
 # **What the cpu profile cuts (20 minutes on 2 cores).** One DPA training step at 64 px with a batch of 128
-# takes about 6 s on this CPU (measured below), so the paper's schedule (thousands of steps at 64-128 px) is
+# takes several seconds on this CPU (measured below), so the paper's schedule (thousands of steps at 64-128 px) is
 # out of reach. The cpu profile therefore runs everything at **32 px** (the PneumoniaMNIST 64 px rebuilt file,
 # downsampled; progressive growing 8 -> 16 -> 32 px) and trains DPA for at most 150 steps of batch 32 at the
 # final size (about four epochs of the 1,214 normals; far from the paper's convergence); thresholds use a

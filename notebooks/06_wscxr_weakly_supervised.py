@@ -81,8 +81,8 @@ P = get_profile(profile)
 # 128 px input (the rebuilt 128 px PneumoniaMNIST file; 256 px would be 4x slower), denseblock3+4 on an
 # 8 x 8 grid (denseblock4 alone is 4 x 4 at 128 px - compared below), the authors' 500 normals but a 25 %
 # coreset computed once per dataset (SimpleNet also trains on it), 12 discriminator epochs of a 256-wide MLP in
-# batches of 128 patches (epochs run over the bank, so a 50 % coreset with 30 epochs costs ~12x more training;
-# a first attempt with it had not finished Table I after 8 minutes), CutPaste fine-tuned for 100 steps at 64 px with frozen early stages,
+# batches of 128 patches (epochs run over the bank, so a 50 % coreset with 30 epochs costs 5x more training
+# than this; a first attempt with it had not finished Table I after 8 minutes), CutPaste fine-tuned for 100 steps at 64 px with frozen early stages,
 # BreastMNIST/RetinaMNIST with K = 2 and 16 only.
 RUN = {
     "smoke": dict(input_size=64, image_size=64, layers=("denseblock3", "denseblock4"), n_normal=40, max_val=60,
