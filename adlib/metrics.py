@@ -2,7 +2,8 @@
 
 AUROC and AP need no threshold. F1, ACC, SEN (recall of anomalies) and SPE (recall of normals) need
 one: it is chosen on the validation split (the threshold that maximises F1 there) and then applied,
-unchanged, to the test split. `select_threshold_on_validation` refuses test data by construction.
+unchanged, to the test split. `select_threshold_on_validation` refuses test data: a ScoredSplit built with
+`ScoredSplit.of(scores, images)` carries the protocol's per-image test mark, whatever its split is called.
 """
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ class ScoredSplit:
     scores: np.ndarray
     labels: np.ndarray
     split: str
+    contains_test: bool = False
+
+    @classmethod
+    def of(cls, scores, images, split: str | None = None) -> "ScoredSplit":
+        """Scores of an ImageSet (or FeatureSplit): labels and the test mark come from ``images`` itself."""
+        if not hasattr(images, "contains_test"):
+            raise TypeError("ScoredSplit.of needs an ImageSet or FeatureSplit (they carry the test-split mark)")
+        name = split or (images.meta.get("split", "unknown") if hasattr(images, "meta") else getattr(images, "split", "unknown"))
+        return cls(scores, images.labels, name, bool(images.contains_test))
 
     def __post_init__(self) -> None:
         s, y = np.asarray(self.scores, dtype=np.float64).reshape(-1), np.asarray(self.labels).reshape(-1)
@@ -28,6 +38,8 @@ class ScoredSplit:
             raise ValueError("scores contain NaN or inf; the detector diverged or was fed bad input")
         object.__setattr__(self, "scores", s)
         object.__setattr__(self, "labels", y.astype(np.int64))
+        if "test" in str(self.split).lower():
+            object.__setattr__(self, "contains_test", True)
 
 
 def auroc(labels, scores) -> float:
@@ -45,10 +57,11 @@ def pixel_auroc(masks, maps) -> float:
 
 def select_threshold_on_validation(val: ScoredSplit) -> float:
     """The score threshold that maximises F1 on the validation split (predict anomalous if score >= t)."""
+    from .data.imageset import refuse_test_data
+
     if not isinstance(val, ScoredSplit):
         raise TypeError("pass a ScoredSplit built from validation scores")
-    if val.split == "test":
-        raise ValueError("thresholds are chosen on the validation split only; got the test split")
+    refuse_test_data(val, "select_threshold_on_validation (thresholds are chosen on the validation split only)")
     if len(np.unique(val.labels)) < 2:
         raise ValueError("the validation split needs both normal and anomalous images to choose a threshold")
     precision, recall, thresholds = precision_recall_curve(val.labels, val.scores)

@@ -322,7 +322,7 @@ class PatchFeatureDetector(Detector):
         self._image_size = train.size
         val_pair = None
         if val is not None and len(np.unique(val.labels)) == 2:
-            val_pair = (self.features(val), val.labels)
+            val_pair = FeatureSplit(self.features(val), val.labels, val.split, val.from_test, val.raw_labels)
         anomaly_feats = self.features(anomalies) if anomalies is not None and len(anomalies) else None
         classes = anomalies.raw_labels if anomalies is not None and anomaly_feats is not None else None
         return self.fit_features(self.features(train), val_pair, anomaly_feats, classes)
@@ -378,91 +378,80 @@ def apply_patchwise(fn, features: torch.Tensor, chunk: int = 8192) -> torch.Tens
     return torch.cat([fn(flat[s:s + chunk].float()) for s in range(0, len(flat), chunk)]).view(n, h, w)
 
 
-@dataclass
-class DiscriminatorHistory:
-    """Per-epoch training loss and, at each evaluation, the validation AUROC (used for the checkpoint);
-    ``diagnostic_*`` hold test-split scores only for the labelled "authors' protocol" diagnostic."""
-
-    epochs: list = None
-    loss: list = None
-    eval_epochs: list = None
-    val_auroc: list = None
-    diagnostic_auroc: list = None
-    diagnostic_scores: list = None
-    best_epoch: int | None = None
-    seconds: float = 0.0
-    patches_seen: int = 0
-
-    def __post_init__(self):
-        for name in ("epochs", "loss", "eval_epochs", "val_auroc", "diagnostic_auroc", "diagnostic_scores"):
-            if getattr(self, name) is None:
-                setattr(self, name, [])
-
-    @property
-    def patches_per_second(self) -> float:
-        return self.patches_seen / self.seconds if self.seconds > 0 else float("nan")
-
-
 def train_patch_scorer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, step_loss, normal: torch.Tensor,
                        score_patches, *, epochs: int, batch_size: int, seed: int,
-                       val: tuple[torch.Tensor, np.ndarray] | None = None, eval_every: int = 1,
-                       diagnostic: tuple[torch.Tensor, np.ndarray] | None = None, progress: bool = True,
-                       desc: str = "discriminator") -> DiscriminatorHistory:
-    """Shared loop of SimpleNet and WSCXR: epochs over the normal patch features (P, D) in seeded shuffled
-    batches; ``step_loss(normal_batch, gen)`` returns the loss of one step (it draws its own anomalous
-    features with ``gen``). ``score_patches(features (N,h,w,D)) -> (N,h,w)``.
+                       val: "FeatureSplit | None" = None, eval_every: int = 1,
+                       diagnostic: "FeatureSplit | None" = None, progress: bool = True,
+                       desc: str = "discriminator"):
+    """SimpleNet's and WSCXR's training on `adlib.training.train_loop`: ``epochs`` passes over the normal patch
+    features (P, D) in seeded batches; ``step_loss(normal_batch, gen)`` returns one step's loss (it draws its
+    own anomalous features with ``gen``, a generator that depends only on (seed, step)).
+    ``score_patches(features (N,h,w,D)) -> (N,h,w)``.
 
-    With ``val`` (features, labels of the validation split) the image-level validation AUROC is measured every
-    ``eval_every`` epochs and the best state is kept (the checkpoint is chosen on validation only).
-    ``diagnostic`` (test features, labels) is only *recorded* for the "what the authors' protocol would
+    val (a FeatureSplit of the validation split): its image-level AUROC is measured every ``eval_every``
+    epochs and the best state is kept (the checkpoint is chosen on validation only; test features are refused).
+    diagnostic (test features): only *recorded* in ``history.extras`` for the "what the authors' protocol would
     report" comparison; it never influences training or the kept checkpoint.
     """
-    import copy
-
     from .metrics import auroc
+    from .training import Monitor, Phase, step_generator, train_loop
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    gen = torch.Generator().manual_seed(seed)
-    hist = DiscriminatorHistory()
-    best_state, best_val = None, -float("inf")
-    n = len(normal)
-    bs = min(batch_size, n)
-    t0 = time.perf_counter()
-    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False, mininterval=2)
-    for epoch in bar:
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        total, steps = 0.0, 0
-        for s in range(0, n - bs + 1, bs):  # drop the last incomplete batch (BatchNorm needs > 1 row)
-            loss = step_loss(normal[perm[s:s + bs]].float(), gen)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, steps = total + float(loss.detach()), steps + 1
-            hist.patches_seen += bs
-        hist.epochs.append(epoch)
-        hist.loss.append(total / max(steps, 1))
-        if (val is not None or diagnostic is not None) and (epoch % eval_every == 0 or epoch == epochs):
-            model.eval()
-            hist.eval_epochs.append(epoch)
-            if val is not None:
-                v = auroc(val[1], image_scores(score_patches(val[0])))
-                hist.val_auroc.append(v)
-                if v > best_val:
-                    best_val, best_state, hist.best_epoch = v, copy.deepcopy(model.state_dict()), epoch
-                bar.set_postfix(loss=f"{hist.loss[-1]:.4f}", val_auroc=f"{v:.3f}")
-            if diagnostic is not None:
-                d = image_scores(score_patches(diagnostic[0]))
-                hist.diagnostic_scores.append(d)
-                hist.diagnostic_auroc.append(auroc(diagnostic[1], d))
-    hist.seconds = time.perf_counter() - t0
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        hist.best_epoch = epochs
-    model.eval()
-    return hist
+    bs = min(batch_size, len(normal))
+    per_epoch = max(1, len(normal) // bs)
+    extras = {"steps_per_epoch": per_epoch, "diagnostic_auroc": [], "diagnostic_scores": []}
+    monitor = None
+    if val is not None:
+        from .data.imageset import require_marked
+
+        require_marked(val, f"{desc}: checkpoint choice on validation AUROC")
+
+        def evaluate(step: int) -> float:
+            value = auroc(val.labels, image_scores(score_patches(val.features)))
+            if diagnostic is not None:  # recorded only, never used for a choice
+                d = image_scores(score_patches(diagnostic.features))
+                extras["diagnostic_scores"].append(d)
+                extras["diagnostic_auroc"].append(auroc(diagnostic.labels, d))
+            return value
+
+        monitor = Monitor("val AUROC", evaluate, "max", every=eval_every * per_epoch)
+    phase = Phase(desc, optimizer, lambda batch, step: step_loss(batch, step_generator(seed, step)))
+    history = train_loop(model, [phase], normal, steps=epochs * per_epoch, batch_size=bs, seed=seed,
+                         monitor=monitor, device=torch.device("cpu"), desc=desc, progress=progress)
+    history.extras = extras
+    if history.best_step is None:
+        history.best_step = epochs * per_epoch
+    return history
+
+
+class FeatureSplit:
+    """Patch features of one split with its labels and the protocol's test mark (unpacks as (features, labels)).
+
+    Built by `DatasetFeatures.pair`, so test-split features stay marked however they are called."""
+
+    def __init__(self, features: torch.Tensor, labels: np.ndarray, split: str, from_test: np.ndarray | bool,
+                 raw_labels: np.ndarray | None = None):
+        self.features, self.labels, self.split, self.raw_labels = features, np.asarray(labels), split, raw_labels
+        self.from_test = np.broadcast_to(np.asarray(from_test, dtype=bool), (len(self.labels),))
+
+    @property
+    def contains_test(self) -> bool:
+        return bool(self.from_test.any())
+
+    def __iter__(self):
+        return iter((self.features, self.labels))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def evaluate_on_features(detector: "PatchFeatureDetector", val: FeatureSplit, test: FeatureSplit) -> dict[str, float]:
+    """AUROC/AP on test and F1/ACC/SEN/SPE at the threshold chosen on validation (adlib.metrics)."""
+    from .metrics import ScoredSplit, evaluate_scores
+
+    return evaluate_scores(ScoredSplit.of(detector.score_features(val.features), val),
+                           ScoredSplit.of(detector.score_features(test.features), test))
 
 
 # ------------------------------------------------------------------------------------------ feature cache
@@ -532,8 +521,9 @@ class DatasetFeatures:
             self._memo[key] = combine_layers(self.raw[split], layers, patch_size, dim)
         return self._memo[key]
 
-    def pair(self, split: str, **kw) -> tuple[torch.Tensor, np.ndarray]:
-        return self.features(split, **kw), self.labels(split)
+    def pair(self, split: str, **kw) -> FeatureSplit:
+        imgs = self.images[split]
+        return FeatureSplit(self.features(split, **kw), imgs.labels, split, imgs.from_test, imgs.raw_labels)
 
     def few_shot(self, k: int, seed: int, **kw) -> tuple[torch.Tensor, np.ndarray]:
         """Features and raw labels (grades) of the K-shot draw (k, seed) made at construction."""

@@ -27,16 +27,33 @@ def cache_dir() -> Path:
     return base.resolve()
 
 
-def figures_dir() -> Path:
-    path = Path(os.environ.get("ADLIB_FIGURES", PROJECT_ROOT / "figures"))
+def _profile_dir(kind: str, env: str) -> Path:
+    """figures/ or results/ for the cpu profile (the committed outputs), figures/<profile>/ for any other, so
+    that no profile ever overwrites another's files. $ADLIB_FIGURES / $ADLIB_RESULTS override the base."""
+    from .profiles import active_profile_name
+
+    base = Path(os.environ[env]) if os.environ.get(env) else PROJECT_ROOT / kind
+    profile = active_profile_name()
+    path = base if profile == "cpu" else base / profile
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def figures_dir() -> Path:
+    return _profile_dir("figures", "ADLIB_FIGURES")
 
 
 def results_dir() -> Path:
-    path = Path(os.environ.get("ADLIB_RESULTS", PROJECT_ROOT / "results"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _profile_dir("results", "ADLIB_RESULTS")
+
+
+def relative_to_project(path: str | os.PathLike) -> str:
+    """A path as printed in notebooks: relative to the repository when inside it (no machine-specific parts)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(PROJECT_ROOT))
+    except ValueError:  # outside the repository (a scratch directory): nothing to hide
+        return str(p)
 
 
 def checkpoints_dir() -> Path:

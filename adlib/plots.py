@@ -1,6 +1,13 @@
-"""Figures used across notebooks, saved under figures/ with stable names."""
+"""Figures used across notebooks: shown inline in the notebook *and* saved under figures/ with stable names.
+
+`save_figure` renders a figure to PNG once, writes that file atomically and, inside a Jupyter kernel, displays
+the same PNG as the cell's output, so an executed notebook shows every figure it saved (on GitHub too), whatever
+matplotlib backend is active. Heatmap rows share one colour scale across normal and anomalous examples, with a
+colour bar, so a reader can tell which map is hotter.
+"""
 from __future__ import annotations
 
+import io
 
 import matplotlib.pyplot as plt
 import numpy as np  # noqa: E402
@@ -15,12 +22,28 @@ sns.set_theme(context="notebook", style="whitegrid")
 LABEL_NAMES = {0: "normal", 1: "anomalous"}
 
 
-def save_figure(fig: plt.Figure, name: str, dpi: int = 120) -> str:
-    """Write fig to figures/<name>.png atomically; returns the path."""
-    path = figures_dir() / f"{name}.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    return str(path)
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def save_figure(fig: plt.Figure, name: str, dpi: int = 120, show: bool = True) -> None:
+    """Write ``fig`` to figures/<name>.png atomically (figures/<profile>/ outside the cpu profile), show the
+    same image inline when running in a notebook, and close the figure."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, bbox_inches="tight", format="png")
+    png = buffer.getvalue()
+    with atomic_path(figures_dir() / f"{name}.png") as tmp:
+        tmp.write_bytes(png)
+    plt.close(fig)
+    if show and _in_kernel():
+        from IPython.display import Image, display
+
+        display(Image(data=png, format="png"))
 
 
 def _to_hwc(img) -> np.ndarray:
@@ -37,37 +60,62 @@ def image_grid(rows: dict[str, "torch.Tensor | np.ndarray"], titles: list[str] |
     """A grid with one row per entry of ``rows`` (images (N,C,H,W) or maps (N,H,W)); rows named in
     ``heat_rows`` are drawn as heatmaps (e.g. residuals)."""
     n = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(figsize_per * n, figsize_per * len(rows) + 0.3), squeeze=False)
+    extra = 0.35 if heat_rows else 0.0
+    fig, axes = plt.subplots(len(rows), n, figsize=(figsize_per * n + extra * 3, figsize_per * len(rows) + 0.3),
+                             squeeze=False)
     for r, (name, imgs) in enumerate(rows.items()):
+        heat = name in heat_rows
+        if heat:  # one scale for the whole row: normal and anomalous maps are comparable
+            values = np.stack([_heat_values(m) for m in imgs])
+            vmin, vmax = float(np.min(values)), float(np.percentile(values, 99.5))
+            vmax = vmax if vmax > vmin else vmin + 1e-12
+        mappable = None
         for c in range(n):
             ax = axes[r, c]
             ax.axis("off")
             if c >= len(imgs):
                 continue
-            img = _to_hwc(imgs[c])
-            ax.imshow(img, cmap="inferno" if name in heat_rows else cmap,
-                      vmin=None if name in heat_rows else 0, vmax=None if name in heat_rows else 1)
+            if heat:
+                mappable = ax.imshow(_heat_values(imgs[c]), cmap="inferno", vmin=vmin, vmax=vmax)
+            else:
+                ax.imshow(_to_hwc(imgs[c]), cmap=cmap, vmin=0, vmax=1)
             if r == 0 and titles is not None:
                 ax.set_title(titles[c], fontsize=8)
         axes[r, 0].text(-0.08, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
-    fig.tight_layout()
+        if heat and mappable is not None:
+            bar = fig.colorbar(mappable, ax=list(axes[r, :]), fraction=0.015, pad=0.01)
+            bar.ax.tick_params(labelsize=7)
     return fig
+
+
+def _heat_values(m) -> np.ndarray:
+    a = m.detach().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
+    a = a.astype(np.float32)
+    if a.ndim == 3:  # (C, H, W) residual: mean over channels
+        a = a.mean(axis=0)
+    return a
 
 
 def overlay_maps(images, maps, masks=None, titles: list[str] | None = None, alpha: float = 0.45) -> plt.Figure:
     """Images with their anomaly maps overlaid (and true lesion outlines when masks are given)."""
     n = len(images)
-    fig, axes = plt.subplots(1, n, figsize=(1.8 * n, 2.0), squeeze=False)
+    maps = np.stack([_heat_values(m) for m in maps])
+    vmin, vmax = float(maps.min()), float(np.percentile(maps, 99.5))  # one scale for every example
+    vmax = vmax if vmax > vmin else vmin + 1e-12
+    fig, axes = plt.subplots(1, n, figsize=(1.8 * n + 0.6, 2.0), squeeze=False)
+    mappable = None
     for i in range(n):
         ax = axes[0, i]
         ax.imshow(_to_hwc(images[i]), cmap="gray", vmin=0, vmax=1)
-        ax.imshow(np.asarray(maps[i]), cmap="jet", alpha=alpha)
+        mappable = ax.imshow(maps[i], cmap="jet", alpha=alpha, vmin=vmin, vmax=vmax)
         if masks is not None and np.asarray(masks[i]).any():
             ax.contour(np.asarray(masks[i]).astype(float), levels=[0.5], colors="white", linewidths=0.8)
         ax.axis("off")
         if titles:
             ax.set_title(titles[i], fontsize=8)
-    fig.tight_layout()
+    bar = fig.colorbar(mappable, ax=list(axes[0, :]), fraction=0.02, pad=0.01)
+    bar.set_label("anomaly score", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     return fig
 
 
@@ -129,19 +177,36 @@ def embedding_scatter(features: np.ndarray, labels, method: str = "tsne", seed: 
 
 
 def training_curves(history, title: str = "training") -> plt.Figure:
-    """Train loss per step (smoothed) and hold-out loss per evaluation, from a TrainHistory."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    steps, loss = np.asarray(history.steps), np.asarray(history.train_loss)
-    if len(loss):
-        k = max(1, len(loss) // 50)
-        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], smooth, label="train loss")
-    if history.holdout_loss:
-        ax.plot(history.eval_steps, history.holdout_loss, "o-", ms=3, label="hold-out normals")
+    """Loss per step of every phase (smoothed; one panel per optimizer, e.g. generator and discriminator)
+    and the monitor (hold-out loss or validation AUROC) with the kept step, from a TrainHistory."""
+    phases = [k for k, v in history.losses.items() if np.isfinite(np.asarray(v, dtype=float)).any()]
+    n = max(1, len(phases))
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.2), squeeze=False)
+    steps = np.asarray(history.steps)
+    for ax, name in zip(axes[0], phases or ["loss"]):
+        loss = np.asarray(history.losses.get(name, []), dtype=float)
+        ok = np.isfinite(loss)
+        if ok.any():
+            s, v = steps[ok], loss[ok]
+            k = max(1, len(v) // 50)
+            smooth = np.convolve(v, np.ones(k) / k, mode="valid")
+            ax.plot(s[k - 1:], smooth, label=f"{name} loss (train)")
+        ax.set(xlabel="step", ylabel="loss", title=f"{title}: {name}" if n > 1 else title)
+    ax = axes[0, 0]
+    if history.monitor_values:
+        target = ax if history.monitor_name != "val AUROC" else ax.twinx()
+        target.plot(history.eval_steps, history.monitor_values, "o-", ms=3, color="C1", label=history.monitor_name)
+        if target is not ax:
+            target.set_ylabel(history.monitor_name)
+            target.legend(fontsize=8, loc="lower right")
+            target.grid(False)
     if history.best_step:
-        ax.axvline(history.best_step, color="grey", ls=":", lw=1, label="best (kept)")
-    ax.set(xlabel="step", ylabel="loss", title=title)
-    ax.legend(fontsize=8)
+        ax.axvline(history.best_step, color="grey", ls=":", lw=1, label="kept step")
+    for a in axes[0]:
+        a.legend(fontsize=8, loc="upper right")
+    if history.status not in ("completed", "early-stopped"):
+        fig.suptitle(f"status: {history.status}", color="red", fontsize=9)
+    fig.tight_layout()
     return fig
 
 

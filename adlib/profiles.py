@@ -1,13 +1,19 @@
 """Run profiles as data: how big a run is, not what it computes.
 
-smoke : under a minute per notebook, for tests (tiny subsets, a few steps, one seed);
+smoke : under a minute per notebook, for tests (tiny subsets, a few steps, one seed, one CPU thread);
 cpu   : at most ~20 minutes per notebook on 2 CPU cores (reduced sizes, stated in each notebook);
 paper : the paper's protocol (needs a GPU).
-Notebooks read the generic fields here and keep their method-specific sizes in a dict keyed by profile.
+
+The profile is resolved in one place, `resolve_profile_name`: the name a notebook's ``parameters`` cell passes,
+else ``$ADLIB_PROFILE`` (what ``./run_all.sh`` and the test suite set), else ``paper`` on a CUDA GPU and ``cpu``
+without. `activate` makes it the process's active profile, which decides where figures and results go
+(`adlib.paths`) and how many CPU threads torch uses. Run sizes per notebook live in `adlib/configs/`
+(`adlib.config.load_run_config`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 
 import torch
 
@@ -16,26 +22,44 @@ import torch
 class Profile:
     name: str
     seeds: tuple[int, ...]
-    image_size: int
-    max_train: int | None  # cap on training normals (None = all)
-    max_eval: int | None  # cap on val/test images used in figures that scale badly (t-SNE); metrics use all
-    epochs_scale: float  # fraction of the paper's training length
-    batch_size: int
     description: str
-    extra: dict = field(default_factory=dict)
+    default_threads: int | None  # None = every core
 
 
 PROFILES = {
-    "smoke": Profile("smoke", (0,), 28, 128, 200, 0.01, 32, "seconds-long check that everything runs"),
-    "cpu": Profile("cpu", (0, 1, 2), 64, None, 1000, 0.1, 64, "reduced run that fits 20 min on 2 CPU cores"),
-    "paper": Profile("paper", (0, 1, 2), 64, None, None, 1.0, 128, "the paper's protocol; needs a CUDA GPU"),
+    # One thread in the smoke profile: with tiny models, threads on a loaded machine cost more than they give
+    # (notebook 02's smoke run: 246-286 s with one thread per core on a busy machine, 39 s with one thread).
+    "smoke": Profile("smoke", (0,), "seconds-long check that everything runs", 1),
+    "cpu": Profile("cpu", (0, 1, 2), "reduced run that fits 20 min on 2 CPU cores", None),
+    "paper": Profile("paper", (0, 1, 2), "the paper's protocol; needs a CUDA GPU", None),
 }
+
+_ACTIVE: str | None = None
+
+
+def resolve_profile_name(name: str | None = None) -> str:
+    """The profile to use: ``name``, else $ADLIB_PROFILE, else paper with a CUDA GPU and cpu without."""
+    name = name or os.environ.get("ADLIB_PROFILE") or ("paper" if torch.cuda.is_available() else "cpu")
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return name
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """The named profile; None picks 'paper' with a CUDA GPU and 'cpu' otherwise."""
-    if name is None:
-        name = "paper" if torch.cuda.is_available() else "cpu"
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    return PROFILES[name]
+    return PROFILES[resolve_profile_name(name)]
+
+
+def activate(name: str | None = None) -> Profile:
+    """Make a profile the active one (figures/results folders, CPU threads); returns it."""
+    global _ACTIVE
+    profile = get_profile(name)
+    _ACTIVE = profile.name
+    from .training import set_cpu_threads
+
+    set_cpu_threads(profile.default_threads)
+    return profile
+
+
+def active_profile_name() -> str:
+    """The profile activated in this process, else the one `resolve_profile_name` gives."""
+    return _ACTIVE or resolve_profile_name(None)

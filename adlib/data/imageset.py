@@ -20,6 +20,9 @@ class ImageSet:
     masks: optional bool tensor (N, H, W) of anomalous pixels (synthetic lesions).
     domains: optional dict of per-image string arrays (e.g. organ, modality).
     meta: where the images came from (dataset, split, size, data source).
+    from_test: per-image bool, True for images of a protocol's test split. Set once by the protocol
+        (`mark_as_test`), kept by `subset` and `concat` whatever the set is called afterwards, and checked by
+        every function that makes a choice (`refuse_test_data`): the test split never chooses anything.
     """
 
     images: torch.Tensor
@@ -28,6 +31,7 @@ class ImageSet:
     masks: torch.Tensor | None = None
     domains: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    from_test: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -40,6 +44,16 @@ class ImageSet:
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         if len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.from_test is None:
+            self.from_test = np.zeros(len(self.labels), dtype=bool)
+        self.from_test = np.asarray(self.from_test, dtype=bool).reshape(-1)
+        if len(self.from_test) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.from_test)} from_test marks")
+
+    @property
+    def contains_test(self) -> bool:
+        """True when any image comes from a protocol's test split (whatever this set is called now)."""
+        return bool(self.from_test.any())
 
     def __len__(self) -> int:
         return len(self.images)
@@ -73,6 +87,7 @@ class ImageSet:
             masks=None if self.masks is None else self.masks[t],
             domains={k: v[idx] for k, v in self.domains.items()},
             meta=dict(self.meta),
+            from_test=self.from_test[idx],
         )
 
     def normals(self) -> "ImageSet":
@@ -117,7 +132,39 @@ def concat(sets: list[ImageSet], meta: dict | None = None) -> ImageSet:
         masks=masks,
         domains={k: np.concatenate([s.domains[k] for s in sets]) for k in domain_keys},
         meta=meta or {},
+        from_test=np.concatenate([s.from_test for s in sets]),
     )
+
+
+class TestDataError(ValueError):
+    """Test-split data was passed where a choice is made (threshold, checkpoint, hyperparameter, fit)."""
+
+
+def mark_as_test(images: ImageSet) -> ImageSet:
+    """Mark every image of ``images`` as test data (done by the protocols, once); returns it."""
+    images.from_test = np.ones(len(images), dtype=bool)
+    return images
+
+
+def refuse_test_data(data, purpose: str) -> None:
+    """Raise TestDataError when ``data`` (an ImageSet, a ScoredSplit, a FeatureSplit or anything carrying
+    ``contains_test``) holds test-split images. ``purpose`` says which choice was about to be made."""
+    if data is None:
+        return
+    if getattr(data, "contains_test", False):
+        raise TestDataError(
+            f"{purpose}: got data from the test split (marked by the protocol, so renaming, subsetting or "
+            "concatenating does not hide it). Choices use the validation split or training data only; "
+            "the test split is scored once, for the final numbers.")
+
+
+def require_marked(data, purpose: str):
+    """Accept only containers that carry the test mark (ImageSet, ScoredSplit, FeatureSplit): a bare tensor
+    or array could be test data in disguise."""
+    if data is not None and not hasattr(data, "contains_test"):
+        raise TypeError(f"{purpose}: pass an ImageSet (or a ScoredSplit/FeatureSplit built from one), not a bare "
+                        f"{type(data).__name__}; only those carry the protocol's test-split mark")
+    refuse_test_data(data, purpose)
 
 
 def as_float_tensor(x: "ImageSet | torch.Tensor | np.ndarray") -> torch.Tensor:
@@ -139,3 +186,37 @@ def iter_float_batches(x: "ImageSet | torch.Tensor", batch_size: int) -> Iterato
     t = torch.as_tensor(x)
     for start in range(0, len(t), batch_size):
         yield as_float_tensor(t[start:start + batch_size])
+
+
+def checked_float_batches(images: ImageSet | torch.Tensor | np.ndarray, batch_size: int, *,
+                          channels: int | None = None, size: int | None = None,
+                          who: str = "detector") -> Iterator[torch.Tensor]:
+    """Float [0, 1] batches of (N, C, H, W) images, after checking shape, channels, size and range.
+
+    Accepts an ImageSet, a uint8 tensor/array, or a float tensor already in [0, 1]. `channels`/`size`
+    (when given) must match what the detector was fitted on.
+    """
+    if isinstance(images, ImageSet):
+        source = images.images
+    else:
+        source = torch.as_tensor(images)
+        if source.ndim != 4:
+            raise ValueError(f"{who}: expected images of shape (N, C, H, W), got shape {tuple(source.shape)}")
+        if source.dtype != torch.uint8 and not source.is_floating_point():
+            raise ValueError(f"{who}: expected uint8 or float images, got dtype {source.dtype}")
+        if source.is_floating_point() and len(source) and (float(source.min()) < -1e-3 or float(source.max()) > 1 + 1e-3):
+            raise ValueError(f"{who}: float images must lie in [0, 1] (got range "
+                             f"[{float(source.min()):.3g}, {float(source.max()):.3g}]); pass uint8 images or divide by 255")
+    if len(source) == 0:
+        raise ValueError(f"{who}: got an empty set of images")
+    if source.shape[1] not in (1, 3):
+        raise ValueError(f"{who}: images need 1 or 3 channels, got {source.shape[1]} (shape {tuple(source.shape)})")
+    if channels is not None and source.shape[1] != channels:
+        raise ValueError(f"{who}: fitted on {channels}-channel images, got {source.shape[1]} channels")
+    if size is not None and tuple(source.shape[-2:]) != (size, size):
+        raise ValueError(f"{who}: fitted on {size}x{size} images, got {tuple(source.shape[-2:])}")
+    if source.shape[-1] != source.shape[-2]:
+        raise ValueError(f"{who}: expected square images, got {tuple(source.shape[-2:])}")
+    for start in range(0, len(source), batch_size):
+        chunk = source[start:start + batch_size]
+        yield chunk.float().div(255.0) if chunk.dtype == torch.uint8 else chunk.float()

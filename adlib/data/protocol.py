@@ -7,12 +7,13 @@ test       = the whole test split, touched only for the final numbers.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .imageset import ANOMALOUS, NORMAL, ImageSet, concat
+from .imageset import ANOMALOUS, NORMAL, ImageSet, concat, mark_as_test
 from .medmnist_files import OFFICIAL_SIZES, DataSource, load_arrays, locate
 from .transforms import resize_uint8, to_channels
 
@@ -84,6 +85,7 @@ def load_split(name: str, split: str, size: int = 28, channels: int | None = Non
     labels = np.where(np.isin(raw, spec.normal_labels), NORMAL, ANOMALOUS)
     n = len(raw)
     return ImageSet(
+        from_test=np.full(n, split == "test"),
         images=images.contiguous(), labels=labels, raw_labels=raw,
         domains={"organ": np.full(n, spec.organ), "modality": np.full(n, spec.modality),
                  "dataset": np.full(n, name)},
@@ -103,6 +105,13 @@ class Protocol:
     train_anomaly_pool: ImageSet
     source: DataSource | None = None
 
+    def __post_init__(self) -> None:
+        # The test split is marked here, once, for every protocol (MedMNIST, CIFAR-10, synthetic, multi-domain).
+        mark_as_test(self.test)
+        for part in ("train", "val", "train_anomaly_pool"):
+            if getattr(self, part).contains_test:
+                raise ValueError(f"protocol {self.dataset}: its {part} part contains test-split images")
+
     def summary(self) -> "object":
         import pandas as pd
 
@@ -114,6 +123,17 @@ class Protocol:
 
     def data_source(self) -> str:
         return self.source.short() if self.source is not None else self.train.meta.get("source", "generated")
+
+    def data_sha256(self) -> str:
+        """SHA-256 of the file the images were read from ('' for generated data)."""
+        return _file_sha256(self.source.path) if self.source is not None else ""
+
+
+@functools.lru_cache(maxsize=None)
+def _file_sha256(path: str) -> str:
+    from ..io import file_digest
+
+    return file_digest(path)
 
 
 def make_protocol(name: str, size: int = 28, channels: int | None = None, file_size: int | None = None,

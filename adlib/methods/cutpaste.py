@@ -30,10 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.imageset import ImageSet
+from ..data.imageset import ImageSet, checked_float_batches
 from ..detectors import Detector, register
 from ..training import TrainHistory, choose_device, seed_everything, split_holdout, train_steps
-from .deep_if import checked_float_batches
 
 VARIANTS = {"binary": ("cutpaste",), "scar": ("scar",), "3way": ("cutpaste", "scar")}
 RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")

@@ -39,10 +39,9 @@ from scipy.special import digamma, gammaln, polygamma
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.imageset import ImageSet
+from ..data.imageset import ImageSet, checked_float_batches
 from ..detectors import Detector, register
 from ..training import TrainHistory, choose_device, seed_everything, split_holdout, train_steps
-from .deep_if import checked_float_batches
 
 SHIFT_PX_AT_32 = 8
 

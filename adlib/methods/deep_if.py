@@ -19,43 +19,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.imageset import ImageSet
+from ..data.imageset import ImageSet, checked_float_batches
 from ..detectors import Detector, register
 from ..training import choose_device, seed_everything
-
-
-def checked_float_batches(images: ImageSet | torch.Tensor | np.ndarray, batch_size: int, *,
-                          channels: int | None = None, size: int | None = None,
-                          who: str = "detector") -> Iterator[torch.Tensor]:
-    """Float [0, 1] batches of (N, C, H, W) images, after checking shape, channels, size and range.
-
-    Accepts an ImageSet, a uint8 tensor/array, or a float tensor already in [0, 1]. `channels`/`size`
-    (when given) must match what the detector was fitted on.
-    """
-    if isinstance(images, ImageSet):
-        source = images.images
-    else:
-        source = torch.as_tensor(images)
-        if source.ndim != 4:
-            raise ValueError(f"{who}: expected images of shape (N, C, H, W), got shape {tuple(source.shape)}")
-        if source.dtype != torch.uint8 and not source.is_floating_point():
-            raise ValueError(f"{who}: expected uint8 or float images, got dtype {source.dtype}")
-        if source.is_floating_point() and len(source) and (float(source.min()) < -1e-3 or float(source.max()) > 1 + 1e-3):
-            raise ValueError(f"{who}: float images must lie in [0, 1] (got range "
-                             f"[{float(source.min()):.3g}, {float(source.max()):.3g}]); pass uint8 images or divide by 255")
-    if len(source) == 0:
-        raise ValueError(f"{who}: got an empty set of images")
-    if source.shape[1] not in (1, 3):
-        raise ValueError(f"{who}: images need 1 or 3 channels, got {source.shape[1]} (shape {tuple(source.shape)})")
-    if channels is not None and source.shape[1] != channels:
-        raise ValueError(f"{who}: fitted on {channels}-channel images, got {source.shape[1]} channels")
-    if size is not None and tuple(source.shape[-2:]) != (size, size):
-        raise ValueError(f"{who}: fitted on {size}x{size} images, got {tuple(source.shape[-2:])}")
-    if source.shape[-1] != source.shape[-2]:
-        raise ValueError(f"{who}: expected square images, got {tuple(source.shape[-2:])}")
-    for start in range(0, len(source), batch_size):
-        chunk = source[start:start + batch_size]
-        yield chunk.float().div(255.0) if chunk.dtype == torch.uint8 else chunk.float()
 
 
 def global_average_pool(feature_map: torch.Tensor) -> torch.Tensor:

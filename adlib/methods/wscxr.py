@@ -152,16 +152,7 @@ class WSCXRDetector(PatchFeatureDetector):
         return linear_mix(m_n, m_a, lo + (hi - lo) * torch.rand(n, generator=gen))
 
 
-# ------------------------------------------------------------------------------------------ evaluation helpers
-def evaluate_on_features(detector: PatchFeatureDetector, val: tuple[torch.Tensor, np.ndarray],
-                         test: tuple[torch.Tensor, np.ndarray]) -> dict[str, float]:
-    """AUROC/AP on test and F1/ACC/SEN/SPE at the threshold chosen on validation (adlib.metrics)."""
-    from ..metrics import ScoredSplit, evaluate_scores
-
-    return evaluate_scores(ScoredSplit(detector.score_features(val[0]), val[1], "val"),
-                           ScoredSplit(detector.score_features(test[0]), test[1], "test"))
-
-
+# ------------------------------------------------------------------------------------------ diagnostic
 def authors_protocol_diagnostic(history, test_labels: np.ndarray) -> dict[str, float]:
     """What the authors' evaluation would have reported, for comparison only (never our numbers):
     the epoch with the best *test* AUROC, and the ACC/F1 threshold that maximises F1 *on the test set*.
@@ -170,13 +161,14 @@ def authors_protocol_diagnostic(history, test_labels: np.ndarray) -> dict[str, f
 
     from ..metrics import metrics_at_threshold, ScoredSplit
 
-    if not history.diagnostic_scores:
-        raise ValueError("no diagnostic test scores were recorded; fit with diagnostic=(test features, labels)")
-    best = int(np.argmax(history.diagnostic_auroc))
-    scores = history.diagnostic_scores[best]
+    diag_auroc, diag_scores = history.extras.get("diagnostic_auroc"), history.extras.get("diagnostic_scores")
+    if not diag_scores:
+        raise ValueError("no diagnostic test scores were recorded; fit with diagnostic=<test FeatureSplit>")
+    best = int(np.argmax(diag_auroc))
+    scores = diag_scores[best]
     precision, recall, thresholds = precision_recall_curve(test_labels, scores)
     f1 = 2 * precision[:-1] * recall[:-1] / np.clip(precision[:-1] + recall[:-1], 1e-12, None)
     threshold = float(thresholds[int(np.argmax(f1))])
     at = metrics_at_threshold(ScoredSplit(scores, test_labels, "test (diagnostic)"), threshold)
-    return {"AUROC": float(history.diagnostic_auroc[best]), "ACC": at["ACC"], "F1": at["F1"],
-            "epoch": int(history.eval_epochs[best])}
+    return {"AUROC": float(diag_auroc[best]), "ACC": at["ACC"], "F1": at["F1"],
+            "epoch": int(history.eval_steps[best] // history.extras["steps_per_epoch"])}

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from ...data.imageset import ImageSet, iter_float_batches
 from ...detectors import Detector, register
-from ...training import TrainHistory, choose_device, seed_everything, split_holdout, train_steps
+from ...training import (Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything, split_holdout,
+                         train_loop)
 from .losses import PerceptualLoss, adversarial_loss, critic_loss_wgan_gp, l1_per_image
 from .network import Critic, PerceptualAutoencoder, downsample, upsample
 from .progressive import DEFAULT_LAYERS, Schedule
@@ -34,16 +35,20 @@ def resize_to(x: torch.Tensor, res: int) -> torch.Tensor:
 
 
 def merge_histories(first: TrainHistory | None, second: TrainHistory) -> TrainHistory:
-    """One history over both phases (growing, then final-resolution training with early stopping)."""
+    """One history over both parts (growing, then final-resolution training with early stopping)."""
     if first is None or not first.steps:
         return second
     off = first.steps[-1] + 1
+    keys = list(dict.fromkeys([*first.losses, *second.losses]))
+    nan1, nan2 = [float("nan")] * len(first.steps), [float("nan")] * len(second.steps)
     return TrainHistory(steps=first.steps + [s + off for s in second.steps],
-                        train_loss=first.train_loss + second.train_loss,
-                        eval_steps=[s + off for s in second.eval_steps], holdout_loss=list(second.holdout_loss),
+                        losses={k: first.losses.get(k, nan1) + second.losses.get(k, nan2) for k in keys},
+                        monitor_name=second.monitor_name, eval_steps=[s + off for s in second.eval_steps],
+                        monitor_values=list(second.monitor_values),
                         best_step=None if second.best_step is None else second.best_step + off,
-                        stopped_early=second.stopped_early, seconds=first.seconds + second.seconds,
-                        images_seen=first.images_seen + second.images_seen)
+                        best_value=second.best_value, stopped_early=second.stopped_early, status=second.status,
+                        seconds=first.seconds + second.seconds, images_seen=first.images_seen + second.images_seen,
+                        extras={"growth_steps": off})
 
 
 @register("dpa")
@@ -107,33 +112,45 @@ class DPADetector(Detector):
             return Schedule.fixed(size, final_layers, steps_final)
         return Schedule.grow(hp["start_size"], size, hp["stage_steps"], hp["transition_steps"], steps_final, table)
 
-    def _batch_loss(self, offset: int):
-        def batch_loss(model, batch, step):
-            state = self.schedule.at(step + offset)
-            x = resize_to(batch, state.resolution)
-            if state.alpha < 1.0:  # the input is also a blend of the new and the previous resolution
-                x = state.alpha * x + (1 - state.alpha) * upsample(downsample(x))
-            recon = model(x, state.resolution, state.alpha)
-            loss = self.reconstruction_loss(x, recon, state.layers)
-            if state.alpha < 1.0:  # Eq. 3
-                loss = state.alpha * loss + (1 - state.alpha) * self.reconstruction_loss(
-                    downsample(x), downsample(recon), state.previous_layers)
-            loss = loss.mean()
-            if self.uses_adv and model.training:
-                loss = loss + self.hp["adv_weight"] * self._adversarial_step(x, recon)
-            return loss
-        return batch_loss
+    def _inputs(self, batch: torch.Tensor, step: int):
+        state = self.schedule.at(step)
+        x = resize_to(batch, state.resolution)
+        if state.alpha < 1.0:  # the input is also a blend of the new and the previous resolution
+            x = state.alpha * x + (1 - state.alpha) * upsample(downsample(x))
+        return state, x
 
-    def _adversarial_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """One critic update (WGAN-GP), then the autoencoder's adversarial term with the critic frozen."""
-        for p in self.critic.parameters():
-            p.requires_grad_(True)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss_wgan_gp(self.critic, real, fake).backward()
-        self.critic_opt.step()
-        for p in self.critic.parameters():
-            p.requires_grad_(False)
-        return adversarial_loss(self.critic, fake)
+    def _reconstruction_loss(self, offset: int):
+        """Mean training loss of a batch at loop step ``step + offset`` (also the hold-out monitor's loss)."""
+        def loss(batch, step):
+            state, x = self._inputs(batch, step + offset)
+            recon = self.model(x, state.resolution, state.alpha)
+            value = self.reconstruction_loss(x, recon, state.layers)
+            if state.alpha < 1.0:  # Eq. 3
+                value = state.alpha * value + (1 - state.alpha) * self.reconstruction_loss(
+                    downsample(x), downsample(recon), state.previous_layers)
+            return value.mean(), recon, x
+        return loss
+
+    def _phases(self, optimizer, offset: int) -> list[Phase]:
+        """The autoencoder phase, preceded (adversarial rows) by one WGAN-GP critic update per step."""
+        rec = self._reconstruction_loss(offset)
+        phases = []
+        if self.uses_adv:
+            def critic_step(batch, step):
+                state, x = self._inputs(batch, step + offset)
+                with torch.no_grad():
+                    fake = self.model(x, state.resolution, state.alpha)
+                return critic_loss_wgan_gp(self.critic, x, fake)
+            phases.append(Phase("critic", self.critic_opt, critic_step))
+
+        def autoencoder_step(batch, step):
+            value, recon, _ = rec(batch, step)
+            if not self.uses_adv:
+                return value
+            adv = adversarial_loss(self.critic, recon)
+            return value + self.hp["adv_weight"] * adv, {"reconstruction": float(value.detach()), "adversarial": float(adv.detach())}
+        phases.append(Phase("autoencoder", optimizer, autoencoder_step))
+        return phases
 
     # ----- training ---------------------------------------------------------------------------
     def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):
@@ -152,19 +169,24 @@ class DPADetector(Detector):
         self.schedule = self._make_schedule(size, hp["steps"])
         fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
         optimizer = torch.optim.Adam(self.model.parameters(), lr=hp["lr"])
+        models = {"autoencoder": self.model, **({"critic": self.critic} if self.uses_adv else {})}
         ckpt = self.checkpoint_path
         grow_history = None
         growth = self.schedule.growth_steps
-        if growth:  # phase 1: growing, no early stopping (losses of different stages are not comparable)
-            grow_history = train_steps(self.model, optimizer, self._batch_loss(0), fit_set, steps=growth,
-                                       batch_size=hp["batch_size"], seed=hp["seed"],
-                                       checkpoint_path=f"{ckpt}.grow" if ckpt else None, device=self.device,
-                                       desc="DPA growing", progress=self.progress)
-        final = train_steps(self.model, optimizer, self._batch_loss(growth), fit_set, steps=hp["steps"],
-                            batch_size=hp["batch_size"], seed=hp["seed"] + 7919,
-                            holdout=holdout if len(holdout) else None, eval_every=hp["eval_every"],
-                            patience=hp["patience"], checkpoint_path=f"{ckpt}.final" if ckpt else None,
-                            device=self.device, desc=f"DPA {self.loss_name} {size}px", progress=self.progress)
+        if growth:  # part 1: growing, no early stopping (losses of different stages are not comparable)
+            grow_history = train_loop(models, self._phases(optimizer, 0), fit_set, steps=growth,
+                                      batch_size=hp["batch_size"], seed=hp["seed"],
+                                      checkpoint_path=f"{ckpt}.grow" if ckpt else None, device=self.device,
+                                      desc="DPA growing", progress=self.progress)
+        monitor = None
+        if len(holdout):
+            rec = self._reconstruction_loss(growth)
+            monitor = holdout_loss_monitor(lambda b, step: rec(b, step)[0], holdout, hp["batch_size"], self.device,
+                                           hp["eval_every"], hp["patience"])
+        final = train_loop(models, self._phases(optimizer, growth), fit_set, steps=hp["steps"],
+                           batch_size=hp["batch_size"], seed=hp["seed"] + 7919, monitor=monitor,
+                           checkpoint_path=f"{ckpt}.final" if ckpt else None, device=self.device,
+                           desc=f"DPA {self.loss_name} {size}px", progress=self.progress)
         self.history = merge_histories(grow_history, final)
         self.model.eval()
         return self

@@ -1,5 +1,5 @@
-"""Small helpers that keep notebook 02's cells short: run a detector under the protocol and record a row,
-measure training throughput, resolve weights visibly, and draw DPA-specific figures."""
+"""DPA-specific helpers for notebook 02: training throughput and DPA-specific figures. (Running a detector
+under the protocol is `adlib.experiment.run_experiment`, shared by every notebook.)"""
 from __future__ import annotations
 
 import time
@@ -15,46 +15,6 @@ from ...detectors import Detector, create
 from ...metrics import ScoredSplit, evaluate_scores
 from ...results import ResultsTable
 from ...training import ResourceMeter, seed_everything
-
-
-@dataclass
-class RunOutput:
-    detector: Detector
-    val_scores: np.ndarray
-    test_scores: np.ndarray
-    metrics: dict
-    train_seconds: float
-    score_seconds: float
-
-
-def run_detector(name: str, kwargs: dict, protocol: Protocol, seed: int, table: ResultsTable | None, *,
-                 method: str, profile: str, variant: str = "default", train=None) -> RunOutput:
-    """Fit on the protocol's training normals (or ``train``), score val and test, add one result row."""
-    detector = create(name, seed=seed, **kwargs)
-    train = protocol.train if train is None else train
-    with ResourceMeter(images=len(train)) as fit_meter:
-        detector.fit(train)
-    with ResourceMeter(images=len(protocol.val) + len(protocol.test)) as score_meter:
-        val_scores, test_scores = detector.score(protocol.val), detector.score(protocol.test)
-    metrics = evaluate_scores(ScoredSplit(val_scores, protocol.val.labels, "val"),
-                              ScoredSplit(test_scores, protocol.test.labels, "test"))
-    if table is not None:
-        table.add(dataset=protocol.dataset, method=method, seed=seed, profile=profile, image_size=protocol.train.size,
-                  weights=getattr(detector, "weights", "none"), data_source=protocol.data_source(), variant=variant,
-                  **metrics, train_seconds=round(fit_meter.seconds, 1), score_seconds=round(score_meter.seconds, 1))
-    return RunOutput(detector, val_scores, test_scores, metrics, fit_meter.seconds, score_meter.seconds)
-
-
-def weights_or_random(arch: str, requested: str) -> tuple[str, str]:
-    """The weights to pass for ``arch``: ``requested`` when obtainable, else 'random' with a loud note."""
-    from ...backbones import resolve_weights
-
-    try:
-        return requested, resolve_weights(arch, requested)
-    except Exception as err:  # WeightsNotAvailableError: never silent, say it and record 'random'
-        note = f"!!! {arch}: weights={requested!r} not available ({type(err).__name__}); using RANDOM weights explicitly"
-        print(note)
-        return "random", "random"
 
 
 def measure_training_speed(images: torch.Tensor, layers: tuple[str, ...], weights: str, batch_size: int = 128,

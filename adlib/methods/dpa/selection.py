@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ...data.imageset import ImageSet
+from ...data.imageset import ImageSet, require_marked
 from ...detectors import Detector
 from ...metrics import auroc
 
@@ -83,8 +83,8 @@ def weakly_supervised_search(make_detector: Callable[[dict, int], Detector], gri
     normals: the normal training images; anomaly_pool: the abnormal validation candidates (confined
     variability; from the train anomaly pool or the validation split, never the test split).
     """
-    if anomaly_pool.split == "test" or normals.split == "test":
-        raise ValueError("hyperparameters are selected without the test split")
+    require_marked(normals, "weakly_supervised_search (normal images)")
+    require_marked(anomaly_pool, "weakly_supervised_search (abnormal validation pool)")
     if len(anomaly_pool) < folds:
         raise ValueError(f"the abnormal validation pool needs at least {folds} images, got {len(anomaly_pool)}")
     normal_parts = kfold_indices(len(normals), folds, seed)

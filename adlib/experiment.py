@@ -1,0 +1,155 @@
+"""The one experiment runner: fit -> score validation and test -> threshold on validation -> metrics -> one
+result row with full provenance. Every notebook goes through `run_experiment` (images) or
+`evaluate_feature_detector` (methods scored on cached features, e.g. PatchCore/WSCXR across K and seeds).
+
+A row says what produced it: profile, seed, image size, weights source and file hash, data source and the data
+file's SHA-256, the run config's hash, git commit, wall time, peak memory, threads, device, and the run's status
+(``completed``, ``early-stopped`` or ``diverged: ...``; a diverged run gets NaN metrics, never a score).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .config import RunConfig
+from .data.imageset import ImageSet, refuse_test_data
+from .data.protocol import Protocol
+from .detectors import Detector, create
+from .metrics import ScoredSplit, evaluate_scores
+from .provenance import run_provenance
+from .results import ResultsTable
+from .training import ResourceMeter, TrainingDiverged, seed_everything
+
+METRIC_KEYS = ("AUROC", "AP", "F1", "ACC", "SEN", "SPE", "threshold", "val_AUROC")
+
+
+@dataclass
+class ExperimentResult:
+    """What one run produced: the fitted detector, its scored splits, the metrics and the row written."""
+
+    detector: Detector | None
+    val: ScoredSplit | None
+    test: ScoredSplit | None
+    metrics: dict
+    row: dict
+    status: str = "completed"
+    timing: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.status.startswith("diverged")
+
+
+def weights_columns(detector) -> dict:
+    """weights / weights_file / weights_sha256 of a detector (the backbone it stands on, if any)."""
+    return {"weights": getattr(detector, "weights", "none"),
+            "weights_file": getattr(detector, "weights_file", ""),
+            "weights_sha256": getattr(detector, "weights_sha256", "")}
+
+
+def provenance_columns(config: RunConfig, protocol: Protocol | None = None, image_size: int | None = None) -> dict:
+    cols = {"profile": config.profile.name, "config_sha256": config.sha256[:16], **run_provenance()}
+    if protocol is not None:
+        cols.update(data_source=protocol.data_source(), data_sha256=protocol.data_sha256()[:16],
+                    image_size=image_size or protocol.train.size)
+    return cols
+
+
+def record_row(table: ResultsTable | None, *, config: RunConfig, protocol: Protocol | None, method: str, seed: int,
+               metrics: dict, detector=None, variant: str = "default", dataset: str | None = None,
+               image_size: int | None = None, status: str = "completed", **extra) -> dict:
+    """Add one row with every provenance column to ``table`` (when given) and return it."""
+    prov = provenance_columns(config, protocol, image_size)
+    row = dict(dataset=dataset or (protocol.dataset if protocol is not None else "unknown"), method=method,
+               variant=variant, seed=seed, profile=prov.pop("profile"),
+               image_size=prov.pop("image_size", image_size or 0),
+               weights=weights_columns(detector)["weights"] if detector is not None else extra.pop("weights", "none"),
+               data_source=prov.pop("data_source", extra.pop("data_source", "generated")),
+               status=status, **metrics, **extra)
+    if detector is not None:
+        row.update({k: v for k, v in weights_columns(detector).items() if k != "weights"})
+    row.update(prov)
+    if table is not None:
+        table.add_row(row)
+    return row
+
+
+def run_experiment(detector: "Detector | str | Callable[[], Detector]", protocol: Protocol, *, config: RunConfig,
+                   seed: int, method: str, table: ResultsTable | None = None, variant: str = "default",
+                   train: ImageSet | None = None, anomalies: ImageSet | None = None, use_val_in_fit: bool = False,
+                   detector_kwargs: dict | None = None, dataset: str | None = None, **extra) -> ExperimentResult:
+    """Fit on the protocol's training normals (or ``train``), score val and test, add one row to ``table``.
+
+    detector: a registered name (created with ``seed`` and ``detector_kwargs``), a factory, or an instance.
+    anomalies: few labelled anomalies for weakly supervised methods (drawn from the train split's pool).
+    use_val_in_fit: pass the validation split to ``fit`` (checkpoint choice on validation AUROC).
+    """
+    train = protocol.train if train is None else train
+    for part, data in (("training images", train), ("few-shot anomalies", anomalies)):
+        refuse_test_data(data, f"run_experiment ({part})")
+    seed_everything(seed)
+    if isinstance(detector, str):
+        detector = create(detector, seed=seed, **(detector_kwargs or {}))
+    elif not isinstance(detector, Detector):
+        detector = detector()
+    status, timing = "completed", []
+    with ResourceMeter(images=len(train)) as fit_meter:
+        try:
+            detector.fit(train, val=protocol.val if use_val_in_fit else None, anomalies=anomalies)
+        except TrainingDiverged as err:
+            status = err.history.status
+            print(f"[adlib] {method} seed {seed}: {err}")
+    history = getattr(detector, "history", None)
+    if history is not None and getattr(history, "images_seen", 0):
+        fit_meter.images = history.images_seen
+    if history is not None and getattr(history, "status", "").startswith("early"):
+        status = history.status
+    timing.append(fit_meter.as_row(stage="fit", method=method, variant=variant, seed=seed))
+    if status.startswith("diverged"):
+        metrics = {k: float("nan") for k in METRIC_KEYS}
+        row = record_row(table, config=config, protocol=protocol, method=method, seed=seed, metrics=metrics,
+                         detector=detector, variant=variant, dataset=dataset, status=status,
+                         fit_seconds=round(fit_meter.seconds, 2), peak_memory_MB=round(fit_meter.peak_mb, 1), **extra)
+        return ExperimentResult(detector, None, None, metrics, row, status, timing)
+    with ResourceMeter(images=len(protocol.val) + len(protocol.test)) as score_meter:
+        val = ScoredSplit.of(detector.score(protocol.val), protocol.val)
+        test = ScoredSplit.of(detector.score(protocol.test), protocol.test)
+    timing.append(score_meter.as_row(stage="score val+test", method=method, variant=variant, seed=seed))
+    metrics = evaluate_scores(val, test)
+    best = getattr(history, "best_step", None)
+    row = record_row(table, config=config, protocol=protocol, method=method, seed=seed, metrics=metrics,
+                     detector=detector, variant=variant, dataset=dataset, status=status,
+                     fit_seconds=round(fit_meter.seconds, 2), score_seconds=round(score_meter.seconds, 2),
+                     fit_images_per_s=round(fit_meter.images_per_second, 1),
+                     score_images_per_s=round(score_meter.images_per_second, 1),
+                     peak_memory_MB=round(max(fit_meter.peak_mb, score_meter.peak_mb), 1),
+                     **({"best_step": best} if best is not None else {}), **extra)
+    return ExperimentResult(detector, val, test, metrics, row, status, timing)
+
+
+def evaluate_feature_detector(detector, val, test, *, table: ResultsTable | None, config: RunConfig,
+                              protocol: Protocol | None, method: str, seed: int, variant: str = "default",
+                              **extra) -> dict:
+    """Score cached features of val and test (FeatureSplits), threshold on validation, write one row.
+
+    For detectors that work on features extracted once (adlib.patch_features): the same metrics and
+    provenance as `run_experiment`, without re-extracting features per method, seed and K."""
+    with ResourceMeter(images=len(val.labels) + len(test.labels)) as meter:
+        v = ScoredSplit.of(detector.score_features(val.features), val)
+        t = ScoredSplit.of(detector.score_features(test.features), test)
+    metrics = evaluate_scores(v, t)
+    history = getattr(detector, "history", None)
+    status = getattr(history, "status", "completed") if history is not None else "completed"
+    best = getattr(history, "best_step", None)
+    return record_row(table, config=config, protocol=protocol, method=method, seed=seed, metrics=metrics,
+                      detector=detector, variant=variant, status=status, score_seconds=round(meter.seconds, 2),
+                      **({"best_step": best} if best is not None else {}), **extra)
+
+
+def check_finite(values: np.ndarray, what: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{what} contain NaN or inf; the detector diverged or was fed bad input")
+    return values

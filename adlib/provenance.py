@@ -1,0 +1,36 @@
+"""Where a number came from: code version, machine, threads, device. Added to every result row."""
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+
+import torch
+
+from .paths import PROJECT_ROOT
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """HEAD's commit (``+dirty`` when tracked files differ from it), or 'unknown' outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "adlib"],
+                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()})"
+
+
+def run_provenance(device: torch.device | str | None = None) -> dict:
+    """Columns describing the code and machine of a run (the same for every row of a notebook run)."""
+    return {"git_commit": git_commit(), "device": device_name(device), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
