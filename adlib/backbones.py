@@ -608,6 +608,13 @@ def _load_model(arch: str, weights: str, seed: int, directory=None, verbose: boo
     return model, info
 
 
+def load_backbone(arch: str, weights: str = "auto", seed: int = 0, directory=None,
+                  verbose: bool = True) -> tuple[nn.Module, WeightsInfo]:
+    """A trainable model with the resolved weights and everything about them (source, file, SHA-256,
+    normalisation): for methods that fine-tune a backbone (CutPaste)."""
+    return _load_model(arch, weights, seed, directory, verbose)
+
+
 def load_model(arch: str, weights: str = "auto", seed: int = 0, directory=None) -> tuple[nn.Module, str]:
     """A trainable model (torchvision's, or :class:`EfficientNetLite`) with the resolved weights, and the source.
 

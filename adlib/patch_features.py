@@ -303,6 +303,14 @@ class PatchFeatureDetector(Detector):
     def weights(self) -> str:  # type: ignore[override]
         return self.featurizer.weights_source if self._featurizer is not None else self.config.weights
 
+    @property
+    def weights_file(self) -> str:  # type: ignore[override]
+        return self.featurizer.extractor.weights_file if self._featurizer is not None else ""
+
+    @property
+    def weights_sha256(self) -> str:  # type: ignore[override]
+        return self.featurizer.extractor.weights_sha256 if self._featurizer is not None else ""
+
     def features(self, images) -> torch.Tensor:
         return self.featurizer.extract(images, self.batch_size, self.progress, desc=f"{self.name} features")
 

@@ -258,7 +258,7 @@ def ensure_cifar10_backbone(arch: str, config: dict | None = None, directory=Non
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("archs", nargs="+", choices=backbones.ARCHS)
+    parser.add_argument("archs", nargs="+", choices=backbones.TORCHVISION_ARCHS)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--test-images", type=int, default=1000)

@@ -36,6 +36,7 @@ from ..training import TrainHistory, choose_device, seed_everything, split_holdo
 
 VARIANTS = {"binary": ("cutpaste",), "scar": ("scar",), "3way": ("cutpaste", "scar")}
 RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+CUTPASTE_ARCHS = ("resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 MIN_INPUT_SIZE = 32  # as adlib.backbones: the smallest size at which layer4 still has a spatial map
 
 
@@ -140,6 +141,18 @@ def cutpaste_scar(x: torch.Tensor, gen: torch.Generator, jitter: float = 0.1) ->
 
 
 # -- network -------------------------------------------------------------------------------------------
+def trunk_stages(net: nn.Module) -> nn.ModuleDict:
+    """The convolutional trunk of a torchvision ResNet or an EfficientNetLite as named stages (input -> last map)."""
+    if hasattr(net, "layer4"):  # torchvision ResNet
+        return nn.ModuleDict({
+            "stem": nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool),
+            "layer1": net.layer1, "layer2": net.layer2, "layer3": net.layer3, "layer4": net.layer4})
+    if hasattr(net, "stages") and hasattr(net, "head"):  # adlib.backbones.EfficientNetLite
+        return nn.ModuleDict({"stem": net.stem, **{f"stage{i + 1}": st for i, st in enumerate(net.stages)},
+                              "head": net.head})
+    raise ValueError(f"CutPaste needs a ResNet or EfficientNet-Lite trunk, got {type(net).__name__}")
+
+
 class CutPasteNet(nn.Module):
     """torchvision ResNet18 trunk -> pooled 512-d features -> MLP projection head -> linear classifier.
 
@@ -152,12 +165,11 @@ class CutPasteNet(nn.Module):
     def __init__(self, resnet: nn.Module, mean, std, n_classes: int, head_dims=(512, 128),
                  input_size: int | None = None, freeze_until: str | None = None):
         super().__init__()
-        if freeze_until is not None and freeze_until not in RESNET_STAGES:
-            raise ValueError(f"freeze_until must be None or one of {RESNET_STAGES}, got {freeze_until!r}")
-        self.stages = nn.ModuleDict({
-            "stem": nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool),
-            "layer1": resnet.layer1, "layer2": resnet.layer2, "layer3": resnet.layer3, "layer4": resnet.layer4})
-        self.feature_dim = resnet.fc.in_features
+        self.stages = trunk_stages(resnet)
+        names = list(self.stages)
+        if freeze_until is not None and freeze_until not in names:
+            raise ValueError(f"freeze_until must be None or one of {names}, got {freeze_until!r}")
+        self.feature_dim = resnet.fc.in_features if hasattr(resnet, "fc") else resnet.classifier.in_features
         head, c = [], self.feature_dim
         for d in head_dims:
             head += [nn.Linear(c, d), nn.BatchNorm1d(d), nn.ReLU(inplace=True)]
@@ -167,7 +179,7 @@ class CutPasteNet(nn.Module):
         self.input_size = input_size
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.frozen = [] if freeze_until is None else list(RESNET_STAGES[:RESNET_STAGES.index(freeze_until) + 1])
+        self.frozen = [] if freeze_until is None else names[:names.index(freeze_until) + 1]
         for name in self.frozen:
             self.stages[name].requires_grad_(False)
         self.train()
@@ -237,7 +249,8 @@ def cosine_lr(base_lr: float, step: int, steps: int) -> float:
 class CutPasteDetector(Detector):
     """CutPaste self-supervised ResNet18 + Gaussian density (Ledoit-Wolf) on its pooled features.
 
-    weights: "auto" | "imagenet" | "cifar10" | "random" for the ResNet18 (adlib.backbones.load_model).
+    arch: "resnet18" (the original) or "efficientnet_lite0/1/2" (ImageNet weights that install offline).
+    weights: "auto" | "imagenet" | "cifar10" | "random" (adlib.backbones.load_backbone).
     variant: "binary" | "scar" | "3way". steps / batch_size (normal images per step; each step also sees
     as many augmented copies per augmentation) / lr (SGD, momentum 0.9, cosine decay) / weight_decay.
     freeze_until: freeze the ResNet up to this stage (None = fine-tune all, as the original).
@@ -256,9 +269,10 @@ class CutPasteDetector(Detector):
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         if embedding not in ("backbone", "head"):
             raise ValueError(f"embedding must be 'backbone' or 'head', got {embedding!r}")
-        if arch != "resnet18":
-            raise ValueError(f"CutPaste here uses a resnet18 trunk (as the original); got arch={arch!r}")
-        if freeze_until is not None and freeze_until not in RESNET_STAGES:
+        if arch not in CUTPASTE_ARCHS:
+            raise ValueError(f"CutPaste uses a resnet18 trunk (as the original) or an EfficientNet-Lite trunk "
+                             f"(ImageNet weights offline); choose one of {CUTPASTE_ARCHS}, got arch={arch!r}")
+        if freeze_until is not None and arch == "resnet18" and freeze_until not in RESNET_STAGES:
             raise ValueError(f"freeze_until must be None or one of {RESNET_STAGES}, got {freeze_until!r}")
         self.variant, self.augmentations = variant, VARIANTS[variant]
         self.hp = dict(variant=variant, weights_requested=weights, arch=arch, head_dims=tuple(head_dims),
@@ -283,7 +297,7 @@ class CutPasteDetector(Detector):
         return torch.cat(parts), torch.cat(labels).to(x.device)
 
     def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):
-        from ..backbones import _load_model  # the weights and their normalisation statistics
+        from ..backbones import load_backbone  # the weights and their normalisation statistics
 
         if not isinstance(train, ImageSet):
             raise TypeError(f"fit expects an ImageSet of training normals, got {type(train).__name__}")
@@ -294,8 +308,8 @@ class CutPasteDetector(Detector):
         hp = self.hp
         seed = hp["seed"]
         seed_everything(seed)
-        resnet, info = _load_model(hp["arch"], hp["weights_requested"], seed)
-        self.weights = info.source
+        resnet, info = load_backbone(hp["arch"], hp["weights_requested"], seed)
+        self.weights, self.weights_file, self.weights_sha256 = info.source, info.file, info.sha256
         n_classes = 1 + len(self.augmentations)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the head's initialisation depends only on the seed

@@ -69,6 +69,7 @@ class DeepIFDetector(Detector):
         self.extractor = FeatureExtractor(hp["arch"], list(layers), weights=hp["weights_requested"],
                                           seed=hp["seed"], input_size=hp["input_size"]).to(self.device).eval()
         self.weights = self.extractor.weights_source
+        self.weights_file, self.weights_sha256 = self.extractor.weights_file, self.extractor.weights_sha256
 
     @torch.no_grad()
     def _features(self, images, layers: Sequence[str], desc: str) -> dict[str, np.ndarray]:

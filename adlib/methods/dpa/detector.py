@@ -23,7 +23,7 @@ from ...training import (Phase, TrainHistory, choose_device, holdout_loss_monito
                          train_loop)
 from .losses import PerceptualLoss, adversarial_loss, critic_loss_wgan_gp, l1_per_image
 from .network import Critic, PerceptualAutoencoder, downsample, upsample
-from .progressive import DEFAULT_LAYERS, Schedule
+from .progressive import Schedule, default_layers
 
 LOSSES = ("perceptual", "l1", "perceptual+l1", "perceptual+adv", "perceptual+l1+adv")
 
@@ -86,6 +86,8 @@ class DPADetector(Detector):
         self.layer_schedule = dict(layer_schedule or {})
         self.perceptual = PerceptualLoss(arch, weights, seed=0) if self.uses_perceptual else None
         self.weights = self.perceptual.weights_source if self.perceptual else "none"
+        info = self.perceptual.weights_info if self.perceptual else None
+        self.weights_file, self.weights_sha256 = (info.file, info.sha256) if info is not None else ("", "")
         self.checkpoint_path, self.progress = checkpoint_path, progress
         self.device = choose_device(device)
         self.model: PerceptualAutoencoder | None = None
@@ -105,7 +107,7 @@ class DPADetector(Detector):
 
     def _make_schedule(self, size: int, steps_final: int) -> Schedule:
         hp = self.hp
-        table = {**DEFAULT_LAYERS, **self.layer_schedule}
+        table = {**default_layers(hp["arch"]), **self.layer_schedule}
         final_layers = self.final_layers or table[size]
         table[size] = final_layers
         if not hp["progressive"]:

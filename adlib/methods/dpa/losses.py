@@ -88,6 +88,13 @@ class PerceptualLoss(nn.Module):
     def weights_source(self) -> str:
         return _resolved(self.arch, self.weights)
 
+    @property
+    def weights_info(self):
+        """The loaded weights (source, file, SHA-256) of this loss's backbone."""
+        from ...backbones import LAYERS
+
+        return _extractor(self.arch, (next(iter(LAYERS[self.arch])),), self.weights, self.seed).info
+
     def _stats(self, layer: str):
         mean, std = _statistics(self.arch, layer, self.weights, self.seed)
         return mean.to(self.device), std.to(self.device)

@@ -18,6 +18,16 @@ import pandas as pd
 # the authors' VGG19 layer per resolution (NIH subset: relu4_2 at 64 px)
 DEFAULT_LAYERS = {4: ("relu1_1",), 7: ("relu1_2",), 8: ("relu1_2",), 14: ("relu2_2",), 16: ("relu2_2",),
                   28: ("relu3_2",), 32: ("relu3_2",), 64: ("relu4_2",), 128: ("relu4_2",)}
+# EfficientNet-Lite (ImageNet weights offline): the stage whose output stride is closest to the VGG19 layer's
+# (relu2_2 stride 2 -> stage1_s2, relu3_2 stride 4 -> stage2_s4, relu4_2 stride 8 -> stage3_s8); relu1_2 (stride
+# 1) has no Lite equivalent, the shallowest stage (stride 2) stands in for it.
+LITE_LAYERS = {4: ("stage1_s2",), 7: ("stage1_s2",), 8: ("stage1_s2",), 14: ("stage1_s2",), 16: ("stage1_s2",),
+               28: ("stage2_s4",), 32: ("stage2_s4",), 64: ("stage3_s8",), 128: ("stage3_s8",)}
+
+
+def default_layers(arch: str) -> dict[int, tuple[str, ...]]:
+    """The perceptual-loss layer per resolution for a backbone architecture."""
+    return dict(LITE_LAYERS if arch.startswith("efficientnet_lite") else DEFAULT_LAYERS)
 
 
 @dataclass(frozen=True)
