@@ -84,7 +84,7 @@ def image_grid(rows: dict[str, "torch.Tensor | np.ndarray"], titles: list[str] |
         axes[r, 0].text(-0.08, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
         if heat and mappable is not None:
             bar = fig.colorbar(mappable, ax=list(axes[r, :]), fraction=0.015, pad=0.01)
-            bar.ax.tick_params(labelsize=7)
+            _plain_ticks(bar)
     return fig
 
 
@@ -114,9 +114,17 @@ def overlay_maps(images, maps, masks=None, titles: list[str] | None = None, alph
         if titles:
             ax.set_title(titles[i], fontsize=8)
     bar = fig.colorbar(mappable, ax=list(axes[0, :]), fraction=0.02, pad=0.01)
+    _plain_ticks(bar)
     bar.set_label("anomaly score", fontsize=8)
-    bar.ax.tick_params(labelsize=7)
     return fig
+
+
+def _plain_ticks(bar) -> None:
+    """Colour-bar ticks without a detached offset/exponent label (it collides with the titles)."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    bar.ax.tick_params(labelsize=7)
 
 
 def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "ROC (test split)") -> plt.Figure:

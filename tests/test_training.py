@@ -50,13 +50,26 @@ def test_interrupted_and_resumed_training_ends_where_uninterrupted_does(syntheti
         assert torch.equal(a, c), name
 
 
-def test_early_stopping_keeps_best_holdout_weights(synthetic):
+def test_early_stopping_keeps_best_holdout_weights(synthetic, one_torch_thread):
     model, opt = _fresh()
-    hist = train_steps(model, opt, _loss, synthetic.train, steps=400, batch_size=16, seed=0,
-                       holdout=synthetic.train.subset(np.arange(16)), eval_every=1, patience=1, progress=False,
-                       device=torch.device("cpu"))
-    assert hist.stopped_early or hist.best_step is not None
+    holdout = synthetic.train.subset(np.arange(16))
+    snapshots = {}  # the weights the hold-out monitor judged, by step (it calls the loss without gradients)
+
+    def loss(model, batch, step):
+        if not torch.is_grad_enabled():
+            snapshots[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return _loss(model, batch, step)
+
+    hist = train_steps(model, opt, loss, synthetic.train, steps=400, batch_size=16, seed=0, holdout=holdout,
+                       eval_every=1, patience=1, progress=False, device=torch.device("cpu"))
+    assert hist.stopped_early and hist.status == "early-stopped" and len(hist.steps) < 400
     assert hist.best_step == hist.eval_steps[int(np.argmin(hist.holdout_loss))]
+    assert hist.best_step < hist.eval_steps[-1]  # patience 1: the last evaluation was worse than the best
+    kept = model.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in snapshots[hist.best_step].items()), "not the best weights"
+    assert not all(torch.equal(kept[k], v) for k, v in snapshots[hist.eval_steps[-1]].items())
+    with torch.no_grad():  # the kept model's hold-out loss is the best value recorded
+        assert float(_loss(model, holdout.float_images(), 0)) == pytest.approx(hist.best_value, rel=1e-5)
 
 
 def test_same_seed_same_scores(synthetic):

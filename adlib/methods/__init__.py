@@ -8,3 +8,6 @@ from . import patchcore  # noqa: F401
 from . import simplenet  # noqa: F401
 from . import wscxr  # noqa: F401
 from . import dpa  # noqa: F401
+from . import adversarial_ae  # noqa: F401
+from . import egbad  # noqa: F401
+from . import anogan  # noqa: F401

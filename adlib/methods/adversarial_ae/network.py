@@ -35,7 +35,7 @@ PAPER_CCB_LENGTHS = (1, 2, 3, 4)  # bottom to top, Fig. 2/3 and Tables 6/7 row "
 def default_depth(size: int, depth: int = 5) -> int:
     """Number of down-sampling blocks for ``size`` px: the paper's 5 when the image halves 5 times (32, 64,
     128 px), else as many as halve the image down to 1 px (16 px -> 4)."""
-    if size < 4 or size & (size - 1) and size % 2**depth:
+    if size < 4 or (size & (size - 1) and size % 2**depth):
         raise ValueError(f"image size must be a power of two or a multiple of {2**depth} (32, 64, 128), got {size}")
     if size % 2**depth == 0:
         return depth
@@ -131,6 +131,7 @@ class Encoder(nn.Module):
         self.pyramid = Pyramid(channels, size, width, max_width, depth)
         self.to_latent = nn.Conv2d(self.pyramid.widths[-1], nz, self.pyramid.bottom, 1, 0)
         self.nz = nz
+        dcgan_init(self)
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
         feats = self.pyramid(x)
@@ -171,6 +172,7 @@ class Decoder(nn.Module):
             self.connections = nn.ModuleList(ChainOfConvBlocks(w[i], n) for i, n in enumerate(self.ccb_lengths))
         else:
             self.connections = nn.ModuleList(nn.Identity() for _ in range(levels if skip == "plain" else 0))
+        dcgan_init(self)
 
     def forward(self, z: torch.Tensor, feats: list[torch.Tensor] | None = None) -> torch.Tensor:
         if self.skip != "none" and feats is None:
@@ -229,6 +231,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.pyramid = Pyramid(channels, size, width, max_width, depth, first_batch_norm=False)
         self.classifier = nn.Conv2d(self.pyramid.widths[-1], 1, self.pyramid.bottom, 1, 0)
+        dcgan_init(self)
 
     def forward(self, x: torch.Tensor):
         feats = self.pyramid(x)[-1]
@@ -250,12 +253,27 @@ class JointDiscriminator(nn.Module):
         self.z_branch = nn.Sequential(nn.Linear(nz, hidden), nn.LeakyReLU(0.2), nn.Dropout(dropout))
         self.joint = nn.Sequential(nn.Linear(x_dim + hidden, hidden), nn.LeakyReLU(0.2), nn.Dropout(dropout))
         self.classifier = nn.Linear(hidden, 1)
+        dcgan_init(self)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor):
         hx = self.pyramid(x)[-1].flatten(1)
         hz = self.z_branch(z.flatten(1))
         feats = self.joint(torch.cat([hx, hz], dim=1))
         return self.classifier(feats).flatten(), feats
+
+
+def dcgan_init(module: nn.Module) -> nn.Module:
+    """DCGAN initialisation (Radford et al.; also GANomaly's): conv weights N(0, 0.02), BatchNorm scale
+    N(1, 0.02) and shift 0. Applied to every network of this family after construction."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return module
 
 
 def count_parameters(module: nn.Module) -> int:

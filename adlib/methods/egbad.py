@@ -1,0 +1,145 @@
+"""EGBAD: Efficient GAN-Based Anomaly Detection (Zenati et al. 2018), a baseline of the CCB-AAE paper (Table 1-5).
+
+A BiGAN: an encoder E (image -> z), a generator G (z -> image) and a joint discriminator D(x, z) that tells
+pairs (x, E(x)) from pairs (G(z), z), z ~ N(0, I). D is trained with binary cross-entropy; E and G together
+with the swapped labels (non-saturating). The networks are the DCGAN blocks of `adversarial_ae.network`
+(E as G_E, G as G_D without skip connections or dropout, D with an image branch, a latent branch and a joint
+layer with dropout 0.2).
+
+Score (EGBAD, feature-matching variant): A(x) = alpha * ||x - G(E(x))||_1 + (1 - alpha) * ||f(x, E(x)) -
+f(G(E(x)), E(x))||_1 (per-image means), alpha = 0.9, where f is D's joint layer. Kept checkpoint: best
+validation AUROC of that score when ``fit`` gets a validation split, else lowest mean residual on held-out
+normals. Every network is in eval mode when scoring.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.imageset import ImageSet, checked_float_batches
+from ..detectors import Detector, register
+from ..training import (DivergenceGuard, Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything,
+                        split_holdout, step_generator, train_loop, validation_auroc_monitor)
+from .adversarial_ae.detector import to_signed, to_unit
+from .adversarial_ae.losses import discriminator_bce, image_l1
+from .adversarial_ae.network import Decoder, Encoder, JointDiscriminator
+
+
+@register("egbad")
+class EGBADDetector(Detector):
+    """BiGAN-based detector; ``alpha`` weighs the residual against the discriminator feature loss."""
+
+    def __init__(self, nz: int = 100, width: int = 64, max_width: int = 512, depth: int | None = None,
+                 hidden: int = 256, d_dropout: float = 0.2, steps: int = 2000, batch_size: int = 64, lr: float = 2e-4,
+                 betas: tuple[float, float] = (0.5, 0.999), alpha: float = 0.9, seed: int = 0,
+                 holdout_fraction: float = 0.1, max_holdout: int = 256, eval_every: int = 100,
+                 patience: int | None = None, collapse_window: int = 200, checkpoint_path: str | None = None,
+                 device: str | None = None, progress: bool = True):
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        self.hp = dict(nz=nz, width=width, max_width=max_width, depth=depth, hidden=hidden, d_dropout=d_dropout,
+                       steps=steps, batch_size=batch_size, lr=lr, betas=tuple(betas), alpha=alpha, seed=seed,
+                       holdout_fraction=holdout_fraction, max_holdout=max_holdout, eval_every=eval_every,
+                       patience=patience, collapse_window=collapse_window)
+        self.alpha = alpha
+        self.checkpoint_path, self.progress = checkpoint_path, progress
+        self.device = choose_device(device)
+        self.encoder = self.generator = self.discriminator = None
+        self.history: TrainHistory | None = None
+
+    def _z(self, n: int, step: int, stream: int) -> torch.Tensor:
+        g = step_generator(self.hp["seed"], step, stream)
+        return torch.randn(n, self.hp["nz"], 1, 1, generator=g).to(self.device)
+
+    def _discriminator_loss(self, batch: torch.Tensor, step: int):
+        x = to_signed(batch)
+        z = self._z(len(x), step, 11)
+        with torch.no_grad():
+            ex, gz = self.encoder(x), self.generator(z)
+        real, _ = self.discriminator(x, ex)
+        fake, _ = self.discriminator(gz, z)
+        return discriminator_bce(real, fake)
+
+    def _generator_loss(self, batch: torch.Tensor, step: int):
+        """E and G fool D: (x, E(x)) labelled fake, (G(z), z) labelled real (swapped BiGAN labels)."""
+        x = to_signed(batch)
+        z = self._z(len(x), step, 11)
+        for p in self.discriminator.parameters():
+            p.requires_grad_(False)
+        try:
+            real, _ = self.discriminator(x, self.encoder(x))
+            fake, _ = self.discriminator(self.generator(z), z)
+        finally:
+            for p in self.discriminator.parameters():
+                p.requires_grad_(True)
+        return discriminator_bce(fake, real)
+
+    def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):
+        hp = self.hp
+        seed_everything(hp["seed"])
+        c, s = train.channels, train.size
+        self.channels, self.size = c, s
+        self.encoder = Encoder(c, s, hp["nz"], hp["width"], hp["max_width"], hp["depth"]).to(self.device)
+        self.generator = Decoder(c, s, hp["nz"], hp["width"], hp["max_width"], hp["depth"], "none").to(self.device)
+        self.discriminator = JointDiscriminator(c, s, hp["nz"], hp["width"], hp["max_width"], hp["hidden"],
+                                                hp["d_dropout"], hp["depth"]).to(self.device)
+        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
+        holdout = holdout.sample(hp["max_holdout"], hp["seed"]) if len(holdout) else holdout
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr"], betas=hp["betas"])
+        opt_g = torch.optim.Adam(list(self.encoder.parameters()) + list(self.generator.parameters()), lr=hp["lr"],
+                                 betas=hp["betas"])
+        phases = [Phase("discriminator", opt_d, self._discriminator_loss),
+                  Phase("generator+encoder", opt_g, self._generator_loss)]
+        if val is not None and len(np.unique(val.labels)) == 2:
+            monitor = validation_auroc_monitor(self.score, val, hp["eval_every"], hp["patience"])
+        elif len(holdout):
+            monitor = holdout_loss_monitor(lambda b, step: self._components_batch(b)[0].mean(), holdout, 128,
+                                           self.device, hp["eval_every"], hp["patience"])
+        else:
+            monitor = None
+        self.history = train_loop({"encoder": self.encoder, "generator": self.generator,
+                                   "discriminator": self.discriminator}, phases, fit_set, steps=hp["steps"],
+                                  batch_size=hp["batch_size"], seed=hp["seed"], monitor=monitor,
+                                  divergence=DivergenceGuard("discriminator", collapse_window=hp["collapse_window"]),
+                                  checkpoint_path=self.checkpoint_path, device=self.device, desc="EGBAD",
+                                  progress=self.progress)
+        return self
+
+    # ----- inference ----------------------------------------------------------------------------------
+    def _components_batch(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_signed(batch.to(self.device))
+        ex = self.encoder(x)
+        x_hat = self.generator(ex)
+        _, f_real = self.discriminator(x, ex)
+        _, f_fake = self.discriminator(x_hat, ex)
+        return image_l1(x, x_hat), (f_real - f_fake).abs().mean(1)
+
+    @torch.no_grad()
+    def _map(self, images, fn, batch_size: int = 128) -> list:
+        if self.encoder is None:
+            raise RuntimeError("call fit() before scoring")
+        for m in (self.encoder, self.generator, self.discriminator):
+            m.eval()
+        return [fn(b.to(self.device)) for b in checked_float_batches(images, batch_size, channels=self.channels,
+                                                                      size=self.size, who=self.name)]
+
+    def score_components(self, images) -> dict[str, np.ndarray]:
+        parts = self._map(images, lambda b: torch.stack(self._components_batch(b), 1).cpu())
+        both = torch.cat(parts).double().numpy()
+        return {"residual": both[:, 0], "feature": both[:, 1]}
+
+    def score(self, images) -> np.ndarray:
+        c = self.score_components(images)
+        return self.alpha * c["residual"] + (1 - self.alpha) * c["feature"]
+
+    def reconstruct(self, images) -> torch.Tensor:
+        return torch.cat(self._map(images, lambda b: to_unit(self.generator(self.encoder(to_signed(b)))).clamp(0, 1)
+                                   .cpu()))
+
+    def anomaly_maps(self, images) -> np.ndarray:
+        """|x - G(E(x))| per pixel, mean over channels, in [0, 1] units."""
+        return torch.cat(self._map(images, lambda b: (to_unit(self.generator(self.encoder(to_signed(b)))) - b).abs()
+                                   .mean(1).cpu())).numpy()
+
+    def embed(self, images) -> np.ndarray:
+        return torch.cat(self._map(images, lambda b: self.encoder(to_signed(b)).flatten(1).cpu())).numpy()
