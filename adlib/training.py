@@ -99,6 +99,7 @@ class Phase:
     repeats: int = 1
     scheduler: object | None = None
     grad_clip: float | None = None
+    pass_indices: bool = False  # call loss(batch, step, indices): the rows of the data, e.g. for cached targets
 
     def runs_at(self, step: int) -> bool:
         return step % self.every == 0
@@ -273,9 +274,9 @@ def train_loop(models: "torch.nn.Module | dict[str, torch.nn.Module]", phases: l
                 continue
             total = 0.0
             for r in range(phase.repeats):
-                b = batch if r == 0 else _fetch(data, torch.randperm(n, generator=step_generator(seed, step, r))[
-                    :batch_size], device)
-                out = phase.loss(b, step)
+                rows = idx if r == 0 else torch.randperm(n, generator=step_generator(seed, step, r))[:batch_size]
+                b = batch if r == 0 else _fetch(data, rows, device)
+                out = phase.loss(b, step, rows) if phase.pass_indices else phase.loss(b, step)
                 loss, logs = (out if isinstance(out, tuple) else (out, {}))
                 value = float(loss.detach())
                 if not math.isfinite(value):

@@ -182,3 +182,16 @@ def test_weakly_supervised_selection_picks_best_validation_auroc(phantoms):
     test_like = p.test.subset(np.flatnonzero(p.test.labels == 1))
     with pytest.raises(ValueError, match="test"):
         weakly_supervised_search(lambda cfg, fold: _BrightnessDetector(**cfg), grid, p.train, test_like)
+
+
+def test_cached_target_features_give_identical_training(one_torch_thread):
+    """Caching f(x) of the un-augmented training images is an optimisation, not a change of method."""
+    from adlib.data import make_synthetic_protocol
+
+    p = make_synthetic_protocol(n_train=40, n_val=8, n_test=8, size=32, seed=0)
+    params = []
+    for cache in (True, False):
+        d = create("dpa", arch="vgg19", weights="random", steps=4, batch_size=8, progress=False, patience=None,
+                   cache_targets=cache).fit(p.train)
+        params.append([t.detach().clone() for t in d.model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*params))

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from ...data.imageset import ImageSet, iter_float_batches
 from ...detectors import Detector, register
-from ...training import (Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything, split_holdout,
-                         train_loop)
+from ...training import (Phase, ResourceMeter, TrainHistory, choose_device, holdout_loss_monitor, seed_everything,
+                         split_holdout, train_loop)
 from .losses import PerceptualLoss, adversarial_loss, critic_loss_wgan_gp, l1_per_image
 from .network import Critic, PerceptualAutoencoder, downsample, upsample
 from .progressive import Schedule, default_layers
@@ -69,7 +69,8 @@ class DPADetector(Detector):
                  steps: int = 1000, batch_size: int = 128, lr: float | None = None,
                  l1_weight: float = 0.1, adv_weight: float = 0.1, arch: str = "vgg19", weights: str = "auto",
                  seed: int = 0, holdout_fraction: float = 0.1, eval_every: int = 50, patience: int | None = 4,
-                 checkpoint_path: str | None = None, device: str | None = None, progress: bool = True):
+                 checkpoint_path: str | None = None, device: str | None = None, progress: bool = True,
+                 cache_targets: bool = True, cache_mb: float = 1024.0):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if progressive and "adv" in loss:
@@ -82,7 +83,8 @@ class DPADetector(Detector):
                        widths=widths, steps=steps, batch_size=batch_size,
                        lr=lr if lr is not None else (1e-3 if progressive else 2e-3),  # the authors' rates
                        l1_weight=l1_weight if loss != "l1" else 1.0, adv_weight=adv_weight, arch=arch, seed=seed,
-                       holdout_fraction=holdout_fraction, eval_every=eval_every, patience=patience)
+                       holdout_fraction=holdout_fraction, eval_every=eval_every, patience=patience,
+                       cache_targets=cache_targets, cache_mb=cache_mb)
         self.layer_schedule = dict(layer_schedule or {})
         self.perceptual = PerceptualLoss(arch, weights, seed=0) if self.uses_perceptual else None
         self.weights = self.perceptual.weights_source if self.perceptual else "none"
@@ -121,21 +123,46 @@ class DPADetector(Detector):
             x = state.alpha * x + (1 - state.alpha) * upsample(downsample(x))
         return state, x
 
-    def _reconstruction_loss(self, offset: int):
-        """Mean training loss of a batch at loop step ``step + offset`` (also the hold-out monitor's loss)."""
-        def loss(batch, step):
+    def _reconstruction_loss(self, offset: int, cache: dict | None = None):
+        """Mean training loss of a batch at loop step ``step + offset`` (also the hold-out monitor's loss).
+        cache: target features of every training image at the final resolution (rows = ``indices``)."""
+        def loss(batch, step, indices=None):
             state, x = self._inputs(batch, step + offset)
             recon = self.model(x, state.resolution, state.alpha)
-            value = self.reconstruction_loss(x, recon, state.layers)
+            if cache is not None and indices is not None and state.alpha == 1.0 and state.resolution == self._size:
+                targets = {layer: cache[layer][indices.to(cache[layer].device)] for layer in state.layers}
+                value = self.perceptual.per_image(x, recon, state.layers, target_features=targets)
+                if self.uses_l1:
+                    value = value + self.hp["l1_weight"] * l1_per_image(x, recon)
+            else:
+                value = self.reconstruction_loss(x, recon, state.layers)
             if state.alpha < 1.0:  # Eq. 3
                 value = state.alpha * value + (1 - state.alpha) * self.reconstruction_loss(
                     downsample(x), downsample(recon), state.previous_layers)
             return value.mean(), recon, x
         return loss
 
-    def _phases(self, optimizer, offset: int) -> list[Phase]:
+    @torch.no_grad()
+    def _target_cache(self, images: ImageSet) -> dict | None:
+        """The backbone features of every (un-augmented) training image at the final resolution, computed once:
+        they never change during training, so each step then runs the backbone on the reconstruction only.
+        None when there is no perceptual term, caching is off, or the cache would exceed ``cache_mb``."""
+        if not (self.uses_perceptual and self.hp["cache_targets"]):
+            return None
+        layers = self.final_loss_layers
+        probe = self.perceptual.normalised_features(images.images[:1].float().div(255).to(self.device), layers)
+        megabytes = sum(f[0].numel() for f in probe.values()) * 4 * len(images) / 2**20
+        if megabytes > self.hp["cache_mb"]:
+            return None
+        parts: dict[str, list] = {layer: [] for layer in layers}
+        for batch in images.batches(self.hp["batch_size"]):
+            for layer, f in self.perceptual.normalised_features(batch.to(self.device), layers).items():
+                parts[layer].append(f)
+        return {layer: torch.cat(chunks) for layer, chunks in parts.items()}
+
+    def _phases(self, optimizer, offset: int, cache: dict | None = None) -> list[Phase]:
         """The autoencoder phase, preceded (adversarial rows) by one WGAN-GP critic update per step."""
-        rec = self._reconstruction_loss(offset)
+        rec = self._reconstruction_loss(offset, cache)
         phases = []
         if self.uses_adv:
             def critic_step(batch, step):
@@ -145,13 +172,13 @@ class DPADetector(Detector):
                 return critic_loss_wgan_gp(self.critic, x, fake)
             phases.append(Phase("critic", self.critic_opt, critic_step))
 
-        def autoencoder_step(batch, step):
-            value, recon, _ = rec(batch, step)
+        def autoencoder_step(batch, step, indices=None):
+            value, recon, _ = rec(batch, step, indices)
             if not self.uses_adv:
                 return value
             adv = adversarial_loss(self.critic, recon)
             return value + self.hp["adv_weight"] * adv, {"reconstruction": float(value.detach()), "adversarial": float(adv.detach())}
-        phases.append(Phase("autoencoder", optimizer, autoencoder_step))
+        phases.append(Phase("autoencoder", optimizer, autoencoder_step, pass_indices=cache is not None))
         return phases
 
     # ----- training ---------------------------------------------------------------------------
@@ -185,7 +212,11 @@ class DPADetector(Detector):
             rec = self._reconstruction_loss(growth)
             monitor = holdout_loss_monitor(lambda b, step: rec(b, step)[0], holdout, hp["batch_size"], self.device,
                                            hp["eval_every"], hp["patience"])
-        final = train_loop(models, self._phases(optimizer, growth), fit_set, steps=hp["steps"],
+        self._size = size
+        with ResourceMeter() as cache_meter:
+            cache = self._target_cache(fit_set)
+        self.cache_seconds = cache_meter.seconds if cache is not None else 0.0
+        final = train_loop(models, self._phases(optimizer, growth, cache), fit_set, steps=hp["steps"],
                            batch_size=hp["batch_size"], seed=hp["seed"] + 7919, monitor=monitor,
                            checkpoint_path=f"{ckpt}.final" if ckpt else None, device=self.device,
                            desc=f"DPA {self.loss_name} {size}px", progress=self.progress)

@@ -18,9 +18,11 @@ from ...training import ResourceMeter, seed_everything
 
 
 def measure_training_speed(images: torch.Tensor, layers: tuple[str, ...], weights: str, batch_size: int = 128,
-                           steps: int = 2, latent: int = 16, widths: int = 16) -> dict:
-    """Images/s of DPA training steps (AE forward, target features under no_grad, reconstruction features,
-    backward to the AE only, Adam step) at the images' size, after one warm-up step."""
+                           steps: int = 2, latent: int = 16, widths: int = 16, cached_targets: bool = False,
+                           arch: str = "vgg19") -> dict:
+    """Images/s of DPA training steps (AE forward, target features, reconstruction features, backward to the AE
+    only, Adam step) at the images' size, after one warm-up step. cached_targets: the target features are
+    computed once beforehand, as DPADetector does for its un-augmented training images."""
     from .losses import PerceptualLoss
     from .network import PerceptualAutoencoder
 
@@ -29,11 +31,15 @@ def measure_training_speed(images: torch.Tensor, layers: tuple[str, ...], weight
     if len(x) < batch_size:
         raise ValueError(f"need {batch_size} images to time a batch of {batch_size}, got {len(x)}")
     net = PerceptualAutoencoder(x.shape[1], x.shape[-1], widths, latent)
-    loss_fn = PerceptualLoss("vgg19", weights)
+    loss_fn = PerceptualLoss(arch, weights)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    targets = None
+    if cached_targets:
+        with torch.no_grad():
+            targets = loss_fn.normalised_features(x, layers)
 
     def step():
-        loss = loss_fn.per_image(x, net(x), layers).mean()
+        loss = loss_fn.per_image(x, net(x), layers, target_features=targets).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -44,6 +50,7 @@ def measure_training_speed(images: torch.Tensor, layers: tuple[str, ...], weight
         step()
     seconds = time.perf_counter() - t0
     return {"image_size": x.shape[-1], "batch_size": batch_size, "loss layers": "+".join(layers),
+            "targets": "cached" if cached_targets else "computed per step",
             "timed steps": steps, "seconds": round(seconds, 1), "images_per_s": round(steps * batch_size / seconds, 1),
             "threads": torch.get_num_threads(), "weights": loss_fn.weights_source}
 
