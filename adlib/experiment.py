@@ -94,17 +94,18 @@ def run_experiment(detector: "Detector | str | Callable[[], Detector]", protocol
         detector = create(detector, seed=seed, **(detector_kwargs or {}))
     elif not isinstance(detector, Detector):
         detector = detector()
-    status, timing = "completed", []
+    status, timing, diverged_history = "completed", [], None
     with ResourceMeter(images=len(train)) as fit_meter:
         try:
             detector.fit(train, val=protocol.val if use_val_in_fit else None, anomalies=anomalies)
         except TrainingDiverged as err:
-            status = err.history.status
+            status, diverged_history = err.history.status, err.history
             print(f"[adlib] {method} seed {seed}: {err}")
-    history = getattr(detector, "history", None)
+    # the history of *this* fit: a reused detector instance still holds its previous fit's history
+    history = diverged_history if diverged_history is not None else getattr(detector, "history", None)
     if history is not None and getattr(history, "images_seen", 0):
         fit_meter.images = history.images_seen
-    if history is not None and getattr(history, "status", "").startswith("early"):
+    if diverged_history is None and history is not None and getattr(history, "status", "").startswith("early"):
         status = history.status
     timing.append(fit_meter.as_row(stage="fit", method=method, variant=variant, seed=seed))
     if status.startswith("diverged"):

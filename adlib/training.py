@@ -252,7 +252,9 @@ def train_loop(models: "torch.nn.Module | dict[str, torch.nn.Module]", phases: l
     batch_size = min(batch_size, n)
     history.status = "running"
     t0 = time.perf_counter() - history.seconds
-    bar = tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps, mininterval=1)
+    # a run that already stopped early (its checkpoint says so) does not train again: it only restores the best
+    remaining = range(start, start if history.stopped_early else steps)
+    bar = tqdm(remaining, desc=desc, disable=not progress, initial=start, total=steps, mininterval=1)
     step = start
 
     def diverged(message: str):

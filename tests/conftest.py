@@ -30,3 +30,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads():
+    """The suite's models are tiny: one thread (or $ADLIB_THREADS) is faster than one per core, much faster on a
+    shared machine, and the same for every test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("ADLIB_THREADS") or 1))
+    yield
+    torch.set_num_threads(before)
