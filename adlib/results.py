@@ -12,7 +12,7 @@ from .paths import relative_to_project, results_dir
 
 ID_COLUMNS = ["dataset", "method", "variant", "seed", "profile", "image_size", "weights", "data_source"]
 GROUP_COLUMNS = [c for c in ID_COLUMNS if c != "seed"]
-NOT_METRICS = {"machine", "threads", "best_step", "status"}  # provenance, not averaged as a result
+NOT_METRICS = {"machine", "threads", "best_step", "status", "width", "steps"}  # provenance, not averaged as a result
 
 
 @dataclass

@@ -292,7 +292,8 @@ for ax, metric, title in zip(axes, ["kNN_AUROC", "probe_AUROC"], ["kNN anomaly s
                                                                   "linear probe (supervised)"]):
     pivot = summary.pivot_table(index="method", columns="weights", values=f"{metric}_mean")
     err = summary.pivot_table(index="method", columns="weights", values=f"{metric}_std").fillna(0)
-    pivot.index = err.index = [m.replace(" ", "\n") for m in pivot.index]  # arch over layer: labels fit
+    # arch over layer, "efficientnet_lite0" shortened to "Lite0": the labels fit side by side
+    pivot.index = err.index = [m.replace("efficientnet_lite", "Lite").replace(" ", "\n") for m in pivot.index]
     (pivot * 100).plot.bar(ax=ax, yerr=err * 100, rot=0, capsize=3)
     ax.legend(title="weights", loc="lower right", fontsize=8)
     ax.axhline(50, color="grey", ls=":")

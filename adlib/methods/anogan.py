@@ -1,7 +1,8 @@
 """AnoGAN (Schlegl et al. 2017), a baseline of the CCB-AAE paper (Tables 1-5).
 
 Training: a DCGAN on normal images only (generator = the G_D blocks of `adversarial_ae.network` without skips
-or dropout, discriminator = the DCGAN discriminator; binary cross-entropy for D, the non-saturating loss for G;
+or dropout, discriminator = the DCGAN discriminator, both with the standard DCGAN depth down to a 4 x 4 grid,
+`network.dcgan_depth`; binary cross-entropy for D, the non-saturating loss for G;
 Adam lr 2e-4, betas 0.5/0.999). There is no model selection: GAN losses do not tell which step is best, and a
 validation-AUROC monitor would need a latent search per evaluation; the last step is kept.
 
@@ -27,7 +28,7 @@ from ..training import (DivergenceGuard, Phase, TrainHistory, choose_device, see
                         train_loop)
 from .adversarial_ae.detector import to_signed, to_unit
 from .adversarial_ae.losses import discriminator_bce, generator_bce
-from .adversarial_ae.network import Decoder, Discriminator
+from .adversarial_ae.network import Decoder, dcgan_depth, Discriminator
 
 
 @register("anogan")
@@ -74,11 +75,13 @@ class AnoGANDetector(Detector):
         seed_everything(hp["seed"])
         c, s = train.channels, train.size
         self.channels, self.size = c, s
-        self.generator = Decoder(c, s, hp["nz"], hp["width"], hp["max_width"], hp["depth"], "none").to(self.device)
-        self.discriminator = Discriminator(c, s, hp["width"], hp["max_width"], hp["depth"]).to(self.device)
+        self.depth = hp["depth"] or dcgan_depth(s)
+        self.generator = Decoder(c, s, hp["nz"], hp["width"], hp["max_width"], self.depth, "none").to(self.device)
+        self.discriminator = Discriminator(c, s, hp["width"], hp["max_width"], self.depth).to(self.device)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr"], betas=hp["betas"])
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp["lr"], betas=hp["betas"])
-        phases = [Phase("discriminator", opt_d, self._discriminator_loss), Phase("generator", opt_g, self._generator_loss)]
+        phases = [Phase("discriminator", opt_d, self._discriminator_loss),
+                  Phase("generator", opt_g, self._generator_loss)]
         self.history = train_loop({"generator": self.generator, "discriminator": self.discriminator}, phases, train,
                                   steps=hp["steps"], batch_size=hp["batch_size"], seed=hp["seed"],
                                   divergence=DivergenceGuard("discriminator", collapse_window=hp["collapse_window"]),

@@ -4,7 +4,7 @@ A BiGAN: an encoder E (image -> z), a generator G (z -> image) and a joint discr
 pairs (x, E(x)) from pairs (G(z), z), z ~ N(0, I). D is trained with binary cross-entropy; E and G together
 with the swapped labels (non-saturating). The networks are the DCGAN blocks of `adversarial_ae.network`
 (E as G_E, G as G_D without skip connections or dropout, D with an image branch, a latent branch and a joint
-layer with dropout 0.2).
+layer with dropout 0.2), at the standard DCGAN depth (down to a 4 x 4 grid, `network.dcgan_depth`).
 
 Score (EGBAD, feature-matching variant): A(x) = alpha * ||x - G(E(x))||_1 + (1 - alpha) * ||f(x, E(x)) -
 f(G(E(x)), E(x))||_1 (per-image means), alpha = 0.9, where f is D's joint layer. Kept checkpoint: best
@@ -22,7 +22,7 @@ from ..training import (DivergenceGuard, Phase, TrainHistory, choose_device, hol
                         split_holdout, step_generator, train_loop, validation_auroc_monitor)
 from .adversarial_ae.detector import to_signed, to_unit
 from .adversarial_ae.losses import discriminator_bce, image_l1
-from .adversarial_ae.network import Decoder, Encoder, JointDiscriminator
+from .adversarial_ae.network import Decoder, dcgan_depth, Encoder, JointDiscriminator
 
 
 @register("egbad")
@@ -79,10 +79,11 @@ class EGBADDetector(Detector):
         seed_everything(hp["seed"])
         c, s = train.channels, train.size
         self.channels, self.size = c, s
-        self.encoder = Encoder(c, s, hp["nz"], hp["width"], hp["max_width"], hp["depth"]).to(self.device)
-        self.generator = Decoder(c, s, hp["nz"], hp["width"], hp["max_width"], hp["depth"], "none").to(self.device)
+        self.depth = hp["depth"] or dcgan_depth(s)
+        self.encoder = Encoder(c, s, hp["nz"], hp["width"], hp["max_width"], self.depth).to(self.device)
+        self.generator = Decoder(c, s, hp["nz"], hp["width"], hp["max_width"], self.depth, "none").to(self.device)
         self.discriminator = JointDiscriminator(c, s, hp["nz"], hp["width"], hp["max_width"], hp["hidden"],
-                                                hp["d_dropout"], hp["depth"]).to(self.device)
+                                                hp["d_dropout"], self.depth).to(self.device)
         fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
         holdout = holdout.sample(hp["max_holdout"], hp["seed"]) if len(holdout) else holdout
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr"], betas=hp["betas"])

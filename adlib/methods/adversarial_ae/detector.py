@@ -196,7 +196,8 @@ class AdversarialAEDetector(Detector):
         self._norm_set = holdout if len(holdout) else train.sample(hp["max_holdout"], hp["seed"])
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp["lr"], betas=hp["betas"])
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr"], betas=hp["betas"])
-        phases = [Phase("generator", opt_g, self._generator_loss), Phase("discriminator", opt_d, self._discriminator_loss)]
+        phases = [Phase("generator", opt_g, self._generator_loss),
+                  Phase("discriminator", opt_d, self._discriminator_loss)]
         use_val = val is not None and len(np.unique(val.labels)) == 2
         if use_val:
             monitor = validation_auroc_monitor(self._best_alpha_scores, val, hp["eval_every"], hp["patience"])

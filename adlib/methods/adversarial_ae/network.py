@@ -42,6 +42,18 @@ def default_depth(size: int, depth: int = 5) -> int:
     return int(math.log2(size))
 
 
+def dcgan_depth(size: int) -> int:
+    """Down-sampling blocks of a standard DCGAN (Radford et al.), down to a 4 x 4 grid: 32 px -> 3, 64 -> 4,
+    128 -> 5. Used by the GAN baselines AnoGAN and EGBAD, whose papers use DCGAN networks; GAN training from
+    a 1 x 1 bottleneck through five up-sampling blocks was unstable at the step counts used here."""
+    depth = 0
+    while size % 2 == 0 and size // 2 >= 4:
+        size, depth = size // 2, depth + 1
+    if depth == 0:
+        raise ValueError(f"image size {size} is too small for a DCGAN")
+    return depth
+
+
 def pyramid_widths(depth: int, width: int, max_width: int) -> list[int]:
     """Channels of each level, doubling per level (DCGAN): width, 2 width, ... capped at max_width."""
     return [min(width * 2**i, max_width) for i in range(depth)]
