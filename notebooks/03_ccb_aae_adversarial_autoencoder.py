@@ -52,7 +52,7 @@ from adlib.methods.adversarial_ae.experiments import (AE_FAMILY, METHODS, PAPER_
                                                       alpha_curve, cap, ccb_length_curve, cifar_bar_chart,
                                                       detector_kwargs, example_rows, length_label,
                                                       paper_numbers_ccb_aae, per_class_rows, seed_dots)
-from adlib.methods.adversarial_ae.network import count_parameters
+from adlib.gan import count_parameters
 from adlib.paper_numbers import paper_numbers
 from adlib.results import ResultsTable, mean_pm_std, save_frame
 from adlib.training import choose_device

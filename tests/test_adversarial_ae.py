@@ -12,7 +12,7 @@ from adlib.detectors import available, create
 from adlib.methods.adversarial_ae import detector as aae_detector
 from adlib.methods.adversarial_ae.losses import (combine, feature_matching, generator_objective, image_error,
                                                   latent_error)
-from adlib.methods.adversarial_ae.network import (PAPER_CCB_LENGTHS, AdversarialAutoencoder, ChainOfConvBlocks,
+from adlib.gan import (PAPER_CCB_LENGTHS, AdversarialAutoencoder, ChainOfConvBlocks,
                                                   Decoder, Discriminator, Encoder, JointDiscriminator, dcgan_depth,
                                                   default_depth, scaled_ccb_lengths)
 from adlib.metrics import auroc

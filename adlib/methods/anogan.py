@@ -1,6 +1,6 @@
 """AnoGAN (Schlegl et al. 2017), a baseline of the CCB-AAE paper (Tables 1-5).
 
-Training: a DCGAN on normal images only (generator = the G_D blocks of `adversarial_ae.network` without skips
+Training: a DCGAN on normal images only (generator = the G_D blocks of `adlib.gan` without skips
 or dropout, discriminator = the DCGAN discriminator, both with the standard DCGAN depth down to a 4 x 4 grid,
 `network.dcgan_depth`; binary cross-entropy for D, the non-saturating loss for G;
 Adam lr 2e-4, betas 0.5/0.999). There is no model selection: GAN losses do not tell which step is best, and a
@@ -26,9 +26,7 @@ from ..data.imageset import ImageSet, checked_float_batches
 from ..detectors import Detector, register
 from ..training import (DivergenceGuard, Phase, TrainHistory, choose_device, seed_everything, step_generator,
                         train_loop)
-from .adversarial_ae.detector import to_signed, to_unit
-from .adversarial_ae.losses import discriminator_bce, generator_bce
-from .adversarial_ae.network import Decoder, dcgan_depth, Discriminator
+from ..gan import Decoder, Discriminator, dcgan_depth, discriminator_bce, frozen, generator_bce, to_signed, to_unit
 
 
 @register("anogan")
@@ -62,13 +60,8 @@ class AnoGANDetector(Detector):
         return discriminator_bce(self.discriminator(x)[0], self.discriminator(fake)[0])
 
     def _generator_loss(self, batch: torch.Tensor, step: int):
-        for p in self.discriminator.parameters():
-            p.requires_grad_(False)
-        try:
+        with frozen(self.discriminator):
             return generator_bce(self.discriminator(self.generator(self._z(len(batch), step)))[0])
-        finally:
-            for p in self.discriminator.parameters():
-                p.requires_grad_(True)
 
     def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):
         hp = self.hp

@@ -2,7 +2,7 @@
 
 A BiGAN: an encoder E (image -> z), a generator G (z -> image) and a joint discriminator D(x, z) that tells
 pairs (x, E(x)) from pairs (G(z), z), z ~ N(0, I). D is trained with binary cross-entropy; E and G together
-with the swapped labels (non-saturating). The networks are the DCGAN blocks of `adversarial_ae.network`
+with the swapped labels (non-saturating). The networks are the DCGAN blocks of `adlib.gan`
 (E as G_E, G as G_D without skip connections or dropout, D with an image branch, a latent branch and a joint
 layer with dropout 0.2), at the standard DCGAN depth (down to a 4 x 4 grid, `network.dcgan_depth`).
 
@@ -20,9 +20,8 @@ from ..data.imageset import ImageSet, checked_float_batches
 from ..detectors import Detector, register
 from ..training import (DivergenceGuard, Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything,
                         split_holdout, step_generator, train_loop, validation_auroc_monitor)
-from .adversarial_ae.detector import to_signed, to_unit
-from .adversarial_ae.losses import discriminator_bce, image_l1
-from .adversarial_ae.network import Decoder, dcgan_depth, Encoder, JointDiscriminator
+from ..gan import Decoder, Encoder, JointDiscriminator, dcgan_depth, discriminator_bce, frozen, image_l1, to_signed, \
+    to_unit
 
 
 @register("egbad")
@@ -64,14 +63,9 @@ class EGBADDetector(Detector):
         """E and G fool D: (x, E(x)) labelled fake, (G(z), z) labelled real (swapped BiGAN labels)."""
         x = to_signed(batch)
         z = self._z(len(x), step, 11)
-        for p in self.discriminator.parameters():
-            p.requires_grad_(False)
-        try:
+        with frozen(self.discriminator):
             real, _ = self.discriminator(x, self.encoder(x))
             fake, _ = self.discriminator(self.generator(z), z)
-        finally:
-            for p in self.discriminator.parameters():
-                p.requires_grad_(True)
         return discriminator_bce(fake, real)
 
     def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):

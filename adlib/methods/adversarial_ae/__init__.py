@@ -46,5 +46,5 @@ No public code exists for CCB-AAE; this follows the text. Where the text is ambi
    TrainingDiverged (no re-initialisation of D).
 """
 from .detector import ALPHA_GRID, CCBAAE, AdversarialAEDetector, GANomaly, SkipGANomaly, choose_alpha  # noqa: F401
-from .network import (PAPER_CCB_LENGTHS, SKIPS, AdversarialAutoencoder, ChainOfConvBlocks, Decoder,  # noqa: F401
+from ...gan import (PAPER_CCB_LENGTHS, SKIPS, AdversarialAutoencoder, ChainOfConvBlocks, Decoder,  # noqa: F401
                       Discriminator, Encoder, JointDiscriminator, scaled_ccb_lengths)

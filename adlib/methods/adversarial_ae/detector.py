@@ -23,21 +23,13 @@ from ...training import (DivergenceGuard, Phase, TrainHistory, choose_device, ho
                          split_holdout, train_loop, validation_auroc_monitor)
 from .losses import LAMBDA_ADV, LAMBDA_LAT, LAMBDA_S, combine, discriminator_bce, generator_objective, image_error, \
     latent_error
-from .network import PAPER_CCB_LENGTHS, SKIPS, AdversarialAutoencoder, Discriminator, count_parameters
+from ...gan import PAPER_CCB_LENGTHS, SKIPS, AdversarialAutoencoder, Discriminator, count_parameters, frozen, to_signed, \
+    to_unit
 
 ALPHA_GRID = tuple(float(a) for a in np.round(np.linspace(0.0, 1.0, 11), 2))
 DEFAULT_ALPHA = 0.9  # Skip-GANomaly's weight of the image term, used when no validation split is given
 LATENT_SOURCES = ("encoder", "discriminator")
 
-
-def to_signed(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] images -> the networks' [-1, 1]."""
-    return x * 2.0 - 1.0
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] network output -> [0, 1] images."""
-    return (x + 1.0) / 2.0
 
 
 def choose_alpha(image: np.ndarray, latent: np.ndarray, labels: np.ndarray, grid: Sequence[float] = ALPHA_GRID,
@@ -57,7 +49,7 @@ class AdversarialAEDetector(Detector):
 
     skip          "none" | "plain" | "ccb" (default: the registered variant's).
     ccb_lengths   chain lengths per skip level, bottom to top (paper: [1, 2, 3, 4]; Tables 6/7 use x2 ... x8,
-                  see `network.scaled_ccb_lengths`).
+                  see `adlib.gan.scaled_ccb_lengths`).
     latent_source where z, z_hat of Eqs. 2/6 come from: "encoder" (z = G_E(x), z_hat = E(x_hat) with GANomaly's
                   second encoder E) or "discriminator" (z = f(x), z_hat = f(x_hat), D's features, as in
                   Skip-GANomaly and the CCB-AAE text: "D ... computes latent representations of input image and
@@ -125,15 +117,10 @@ class AdversarialAEDetector(Detector):
         G, D, hp = self.generator, self.discriminator, self.hp
         x = to_signed(batch)
         x_hat, z, z_hat = G(x)
-        for p in D.parameters():
-            p.requires_grad_(False)
-        try:
+        with frozen(D):
             with torch.no_grad():
                 _, f_real = D(x)
             _, f_fake = D(x_hat)
-        finally:
-            for p in D.parameters():
-                p.requires_grad_(True)
         z, z_hat = self._latents(x, x_hat, z, z_hat, f_real, f_fake)
         self._cache = (step, x_hat.detach())
         return generator_objective(x, x_hat, z, z_hat, f_real, f_fake, hp["lambda_s"], hp["lambda_adv"],

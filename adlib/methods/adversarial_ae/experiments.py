@@ -12,7 +12,7 @@ import seaborn as sns
 from ...data.imageset import ImageSet
 from ...experiment import METRIC_KEYS, ExperimentResult, record_row
 from ...metrics import ScoredSplit, evaluate_scores
-from .network import scaled_ccb_lengths
+from ...gan import scaled_ccb_lengths
 
 PAPER_CSV = Path(__file__).with_name("paper_numbers_ccb_aae.csv")
 # display name -> registered detector name, in the paper's row order

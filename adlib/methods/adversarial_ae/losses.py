@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from ...gan import discriminator_bce, generator_bce, image_l1  # noqa: F401  (re-exported: the GAN side of Eq. 4)
 
 LAMBDA_S, LAMBDA_ADV, LAMBDA_LAT = 50.0, 1.0, 1.0  # Eq. 7, "Parameter Setting"
 
@@ -26,10 +27,6 @@ def image_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """Per-image mean squared error (Eq. 5's |x - x_hat|_2 and D1 of Eq. 2)."""
     return (x - x_hat).pow(2).flatten(1).mean(1)
 
-
-def image_l1(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Per-image mean absolute error (EGBAD's and AnoGAN's residual loss)."""
-    return (x - x_hat).abs().flatten(1).mean(1)
 
 
 def latent_error(z: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
@@ -42,15 +39,6 @@ def feature_matching(f_real: torch.Tensor, f_fake: torch.Tensor) -> torch.Tensor
     return (f_real.flatten(1).mean(0) - f_fake.flatten(1).mean(0)).pow(2).mean()
 
 
-def discriminator_bce(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> torch.Tensor:
-    """-(Eq. 4): binary cross-entropy of D on real (label 1) and reconstructed/generated (label 0) images."""
-    return 0.5 * (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
-                  + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
-
-
-def generator_bce(logit_fake: torch.Tensor) -> torch.Tensor:
-    """Non-saturating GAN generator loss (-log D(G(z))): for the DCGAN of AnoGAN and the BiGAN of EGBAD."""
-    return F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
 
 
 def generator_objective(x, x_hat, z, z_hat, f_real, f_fake, lambda_s: float = LAMBDA_S,

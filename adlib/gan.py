@@ -1,5 +1,7 @@
-"""Networks of the adversarial-autoencoder family (GANomaly, Skip-GANomaly, CCB-AAE) and of the DCGAN/BiGAN
-baselines (AnoGAN, EGBAD), built from the same DCGAN-style blocks.
+"""Shared GAN components: the DCGAN-style generator, encoders and discriminators of the adversarial-autoencoder
+family (GANomaly, Skip-GANomaly, CCB-AAE) and of the DCGAN/BiGAN baselines (AnoGAN, EGBAD), their binary
+cross-entropy GAN losses, and `frozen` (read a network without training it). Methods import this module; it
+imports no method.
 
 Resolution levels. The encoder G_E has ``depth`` down-sampling blocks (conv 4x4 stride 2, BatchNorm,
 LeakyReLU 0.2; the paper's Fig. 3 uses 5). Block i outputs ``size / 2**(i+1)`` px with ``widths[i]`` channels.
@@ -23,9 +25,11 @@ Images enter and leave these networks in [-1, 1] (the detectors convert from/to 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SKIPS = ("none", "plain", "ccb")
@@ -290,3 +294,46 @@ def dcgan_init(module: nn.Module) -> nn.Module:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# ----- value ranges, losses, freezing ---------------------------------------------------------------------
+def to_signed(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images -> the networks' [-1, 1]."""
+    return x * 2.0 - 1.0
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] network output -> [0, 1] images."""
+    return (x + 1.0) / 2.0
+
+
+def image_l1(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Per-image mean absolute error (EGBAD's and AnoGAN's residual loss)."""
+    return (x - x_hat).abs().flatten(1).mean(1)
+
+
+def discriminator_bce(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of D on real (label 1) and reconstructed/generated (label 0) images (-(CCB-AAE
+    Eq. 4))."""
+    return 0.5 * (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
+                  + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+
+
+def generator_bce(logit_fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating GAN generator loss (-log D(G(z))): for the DCGAN of AnoGAN and the BiGAN of EGBAD."""
+    return F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
+
+
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Parameters of ``modules`` get no gradient inside the block (gradients still flow through them to the
+    inputs, e.g. from D to G); their previous ``requires_grad`` flags are restored afterwards."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
