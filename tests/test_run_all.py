@@ -26,6 +26,9 @@ def run_script(*args, dry_run=False, cwd=None, extra_env=None):
     env.pop("ADLIB_PROFILE", None)
     if dry_run:
         env["ADLIB_DRY_RUN"] = "1"
+        # `./run_all.sh test` points these at a scratch folder; a dry run writes nothing, so show the defaults
+        env.pop("ADLIB_FIGURES", None)
+        env.pop("ADLIB_RESULTS", None)
     env.update(extra_env or {})
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=cwd or ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
