@@ -139,6 +139,8 @@ def concat(sets: list[ImageSet], meta: dict | None = None) -> ImageSet:
 class TestDataError(ValueError):
     """Test-split data was passed where a choice is made (threshold, checkpoint, hyperparameter, fit)."""
 
+    __test__ = False  # an exception, not a pytest test class
+
 
 def mark_as_test(images: ImageSet) -> ImageSet:
     """Mark every image of ``images`` as test data (done by the protocols, once); returns it."""
