@@ -2,12 +2,15 @@
 
 A detector is fitted on training images (normal only; weakly supervised methods may also receive a
 few anomalies or the validation split) and scores images: higher = more anomalous. Where a method has
-them, it also gives anomaly maps, reconstructions and embeddings.
+them, it also gives anomaly maps, reconstructions and embeddings. A detector with a latent code may declare
+it (`Detector.latent_phase` and three small methods) so that a latent wrapper (MADDR, `LatentHook`) can add
+training terms on that code without knowing the detector; `latent_detectors()` lists those that do.
 """
 from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -69,6 +72,104 @@ class Detector(ABC):
     def supports(self, capability: str) -> bool:
         """Whether the subclass overrides `anomaly_maps`, `reconstruct` or `embed`."""
         return getattr(type(self), capability) is not getattr(Detector, capability)
+
+    # ----- latent declaration: lets a wrapper (MADDR) train extra terms on the detector's latent code -------------
+    # A detector that has a latent code z declares it with four small pieces, and is then wrappable without any
+    # change to the wrapper:
+    #   latent_phase       class attribute: the name of the training Phase whose loss computes z (its main phase);
+    #   latent_dim()       the length of z flattened (called in fit, after the networks are built);
+    #   encode_latent(b)   z of a float [0, 1] batch (inference: embeddings, the wrapper's heads at test time);
+    #   in that phase's loss, ``self.emit_latent(z)`` with the z the loss uses (differentiable), and in fit,
+    #   ``phases = self.with_latent_hook(phases, data)`` just before ``train_loop(..., data, ...)``.
+    # With no hook attached both calls are no-ops: a detector that is not wrapped trains exactly as before.
+    latent_phase: str | None = None
+    latent_hook: "LatentHook | None" = None
+
+    def declares_latent(self) -> bool:
+        return self.latent_phase is not None
+
+    def latent_dim(self) -> int:
+        raise NotImplementedError(f"{self.name} does not declare a latent code")
+
+    def encode_latent(self, batch: torch.Tensor) -> torch.Tensor:
+        """z (N, ...) of a float [0, 1] batch already on the detector's device; the caller sets eval/no_grad."""
+        raise NotImplementedError(f"{self.name} does not declare a latent code")
+
+    def emit_latent(self, z: torch.Tensor) -> None:
+        """Called by the detector inside its latent phase's loss with the batch's z; kept for the hook."""
+        if self.latent_hook is not None:
+            self._emitted_latent = z
+
+    def with_latent_hook(self, phases: list, data) -> list:
+        """``phases`` with the attached hook's terms added to the latent phase's loss (unchanged without a hook).
+
+        ``data``: the ImageSet that train_loop iterates over (the hook reads per-image labels, e.g. organ and
+        modality, from ``data.domains`` at the batch's indices). The hook's parameters (e.g. classifier heads)
+        join the latent phase's optimizer, with its settings. The hook may transform the batch (mixup); the
+        detector's loss then gets ``indices=None``, because a transformed batch has no rows in ``data``.
+        """
+        hook = self.latent_hook
+        if hook is None:
+            return phases
+        if self.latent_phase not in {p.name for p in phases}:
+            raise ValueError(f"{self.name}: latent phase {self.latent_phase!r} is not among {[p.name for p in phases]}")
+        hook.setup(self.latent_dim(), getattr(self, "device", torch.device("cpu")), data)
+        out = []
+        for phase in phases:
+            if phase.name != self.latent_phase:
+                out.append(phase)
+                continue
+            held = {id(q) for g in phase.optimizer.param_groups for q in g["params"]}
+            new = [q for q in hook.parameters() if id(q) not in held]
+            if new:
+                phase.optimizer.add_param_group({"params": new})
+
+            def loss(batch, step, indices, _inner=phase.loss, _rows=phase.pass_indices):
+                self._emitted_latent = None
+                x = hook.prepare(batch, step, indices)
+                if _rows:
+                    out_ = _inner(x, step, indices if x is batch else None)
+                else:
+                    out_ = _inner(x, step)
+                base, logs = out_ if isinstance(out_, tuple) else (out_, {})
+                if self._emitted_latent is None:
+                    raise RuntimeError(f"{self.name}: the loss of phase {self.latent_phase!r} never called "
+                                       "emit_latent(z); its latent declaration is incomplete")
+                extra, extra_logs = hook.loss(self._emitted_latent, step, indices)
+                self._emitted_latent = None
+                return base + extra, {**logs, "baseline": float(base.detach()), **extra_logs}
+
+            out.append(dataclasses.replace(phase, loss=loss, pass_indices=True))
+        return out
+
+
+class LatentHook(ABC):
+    """Extra training terms on a detector's declared latent code (see `Detector.with_latent_hook`).
+
+    setup(dim, device, data)          once per fit, before training: build parameters for a z of length ``dim``;
+                                      ``data`` is the ImageSet the batches' indices refer to.
+    parameters()                      trainable tensors added to the latent phase's optimizer.
+    prepare(batch, step, indices)     the batch the detector trains on (return ``batch`` itself when unchanged).
+    loss(z, step, indices)            (extra loss tensor, {name: float}) for the z of the prepared batch.
+    """
+
+    @abstractmethod
+    def setup(self, dim: int, device, data) -> None: ...
+
+    def parameters(self) -> list:
+        return []
+
+    def prepare(self, batch: torch.Tensor, step: int, indices: torch.Tensor) -> torch.Tensor:
+        return batch
+
+    @abstractmethod
+    def loss(self, z: torch.Tensor, step: int, indices: torch.Tensor): ...
+
+
+def latent_detectors() -> list[str]:
+    """Registered detectors that declare a latent code (what a latent wrapper such as MADDR can wrap)."""
+    _load_methods()
+    return sorted(name for name, cls in _REGISTRY.items() if getattr(cls, "latent_phase", None) is not None)
 
 
 _REGISTRY: dict[str, Callable[..., Detector]] = {}

@@ -337,3 +337,30 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in zip(params, flags):
             p.requires_grad_(flag)
+
+
+# ----- WGAN-GP (Gulrajani et al. 2017): shared by the Wasserstein critics (f-AnoGAN) ----------------------
+def interpolates(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random points on the straight lines between real and fake samples: eps * real + (1 - eps) * fake with
+    one eps ~ U[0, 1] per sample (drawn from ``generator`` unless given). Returns (points, eps)."""
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake batches differ in shape: {tuple(real.shape)} vs {tuple(fake.shape)}")
+    if eps is None:
+        eps = torch.rand(len(real), generator=generator).to(real.device)
+    eps = eps.reshape(len(real), *([1] * (real.ndim - 1))).to(real.dtype)
+    return eps * real.detach() + (1 - eps) * fake.detach(), eps
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP penalty E[(||grad_x critic(x_mix)||_2 - 1)^2] on `interpolates` of real and fake samples.
+
+    ``critic(x)`` returns one value per sample (or a tuple whose first element does). The graph is kept
+    (create_graph) so that the penalty trains the critic."""
+    mix, _ = interpolates(real, fake, eps, generator)
+    mix.requires_grad_(True)
+    out = critic(mix)
+    out = out[0] if isinstance(out, tuple) else out
+    grad, = torch.autograd.grad(out.sum(), mix, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()

@@ -44,6 +44,15 @@ SMOKE: dict[str, dict] = {
     "ccb_aae": dict(nz=16, width=8, max_width=32, steps=60, batch_size=16, lr=1e-3, eval_every=30, device="cpu"),
     "egbad": dict(nz=16, width=8, max_width=32, steps=100, batch_size=16, eval_every=50, device="cpu"),
     "anogan": dict(nz=16, width=8, max_width=32, steps=60, batch_size=16, search_steps=10, device="cpu"),
+    # SALAD and the baselines of its Table I (notebook 04)
+    "salad": dict(nz=16, width=16, max_width=32, d_width=8, d_hidden=32, steps=60, batch_size=16, lr=2e-3,
+                  eval_every=20, device="cpu"),
+    "vae": dict(nz=16, width=8, max_width=32, steps=100, batch_size=16, eval_every=50, device="cpu"),
+    "ssim_ae": dict(nz=16, width=8, max_width=32, steps=100, batch_size=16, lr=1e-3, eval_every=50, device="cpu"),
+    "f_anogan": dict(nz=16, width=8, max_width=32, gan_steps=60, encoder_steps=100, batch_size=16, lr=5e-4,
+                     kappa=0.1, eval_every=20, device="cpu"),
+    "memae": dict(nz=16, slots=20, width=8, max_width=32, steps=100, batch_size=16, lr=1e-3, eval_every=50,
+                  device="cpu"),
 }
 # weakly supervised detectors (their fit needs labelled anomalies): number of train-pool anomalies given
 FEW_SHOT = {"wscxr": 4}

@@ -11,3 +11,8 @@ from . import dpa  # noqa: F401
 from . import adversarial_ae  # noqa: F401
 from . import egbad  # noqa: F401
 from . import anogan  # noqa: F401
+from . import vae  # noqa: F401
+from . import ssim_ae  # noqa: F401
+from . import f_anogan  # noqa: F401
+from . import memae  # noqa: F401
+from . import salad  # noqa: F401

@@ -63,6 +63,10 @@ class AdversarialAEDetector(Detector):
     """
 
     default_skip = "ccb"
+    # Latent declaration (MADDR, adlib.detectors.LatentHook): z = G_E(x), the generator's bottleneck (nz numbers),
+    # computed in the "generator" phase. (For latent_source="discriminator" Eq. 2 compares D's features instead;
+    # the declared code is still the generator's bottleneck, the one the decoder reads.)
+    latent_phase = "generator"
 
     def __init__(self, skip: str | None = None, ccb_lengths: Sequence[int] = PAPER_CCB_LENGTHS,
                  latent_source: str | None = None, nz: int = 100, width: int = 64, max_width: int = 512,
@@ -117,6 +121,7 @@ class AdversarialAEDetector(Detector):
         G, D, hp = self.generator, self.discriminator, self.hp
         x = to_signed(batch)
         x_hat, z, z_hat = G(x)
+        self.emit_latent(z)
         with frozen(D):
             with torch.no_grad():
                 _, f_real = D(x)
@@ -183,8 +188,8 @@ class AdversarialAEDetector(Detector):
         self._norm_set = holdout if len(holdout) else train.sample(hp["max_holdout"], hp["seed"])
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp["lr"], betas=hp["betas"])
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr"], betas=hp["betas"])
-        phases = [Phase("generator", opt_g, self._generator_loss),
-                  Phase("discriminator", opt_d, self._discriminator_loss)]
+        phases = self.with_latent_hook([Phase("generator", opt_g, self._generator_loss),
+                                        Phase("discriminator", opt_d, self._discriminator_loss)], fit_set)
         use_val = val is not None and len(np.unique(val.labels)) == 2
         if use_val:
             monitor = validation_auroc_monitor(self._best_alpha_scores, val, hp["eval_every"], hp["patience"])
@@ -259,6 +264,12 @@ class AdversarialAEDetector(Detector):
                 return self.generator.encoder(x).flatten(1).cpu()
             return self.discriminator(x)[1].cpu()
         return torch.cat(self._map(images, one)).numpy()
+
+    def latent_dim(self) -> int:
+        return self.hp["nz"]
+
+    def encode_latent(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.generator.encoder(to_signed(batch))
 
     def config(self) -> dict:
         return {**self.hp, "alpha_used": self.alpha, "name": self.name}

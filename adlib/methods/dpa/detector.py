@@ -8,6 +8,8 @@ loss = "perceptual"          relative-perceptual-L1 only (the proposed method)
 The anomaly score is the reconstruction part of the training loss, per image (no adversarial term).
 progressive=True grows 8 -> ... -> size px with the loss layer deepening in step (Schedule.grow);
 progressive=False trains at the final size directly (Schedule.fixed).
+Latent declaration (for MADDR, `adlib.detectors.LatentHook`): z = the bottleneck of the autoencoder, computed
+in the "autoencoder" phase.
 """
 from __future__ import annotations
 
@@ -61,6 +63,8 @@ class DPADetector(Detector):
     Training length: ``stage_steps`` (stabilise) and ``transition_steps`` per growing stage, then up to
     ``steps`` at the final size with early stopping on held-out normals (``patience`` evaluations).
     """
+
+    latent_phase = "autoencoder"  # the phase whose loss computes z (the bottleneck), see Detector.with_latent_hook
 
     def __init__(self, loss: str = "perceptual", layers: tuple[str, ...] | str | None = None,
                  progressive: bool = False, start_size: int = 8, stage_steps: int = 200,
@@ -128,7 +132,9 @@ class DPADetector(Detector):
         cache: target features of every training image at the final resolution (rows = ``indices``)."""
         def loss(batch, step, indices=None):
             state, x = self._inputs(batch, step + offset)
-            recon = self.model(x, state.resolution, state.alpha)
+            z = self.model.encode(x, state.resolution, state.alpha)  # = self.model(x, ...), with z kept
+            self.emit_latent(z)
+            recon = self.model.decode(z, state.resolution, state.alpha)
             if cache is not None and indices is not None and state.alpha == 1.0 and state.resolution == self._size:
                 targets = {layer: cache[layer][indices.to(cache[layer].device)] for layer in state.layers}
                 value = self.perceptual.per_image(x, recon, state.layers, target_features=targets)
@@ -179,7 +185,7 @@ class DPADetector(Detector):
             adv = adversarial_loss(self.critic, recon)
             return value + self.hp["adv_weight"] * adv, {"reconstruction": float(value.detach()), "adversarial": float(adv.detach())}
         phases.append(Phase("autoencoder", optimizer, autoencoder_step, pass_indices=cache is not None))
-        return phases
+        return self.with_latent_hook(phases, self._train_set)
 
     # ----- training ---------------------------------------------------------------------------
     def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):
@@ -197,6 +203,7 @@ class DPADetector(Detector):
             self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=hp["lr"], betas=(0.5, 0.9))
         self.schedule = self._make_schedule(size, hp["steps"])
         fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
+        self._train_set = fit_set  # what the phases' batch indices refer to (latent hook)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=hp["lr"])
         models = {"autoencoder": self.model, **({"critic": self.critic} if self.uses_adv else {})}
         ckpt = self.checkpoint_path
@@ -265,6 +272,12 @@ class DPADetector(Detector):
 
     def embed(self, images) -> np.ndarray:
         return torch.cat(self._map(images, lambda b: self.model.encode(b).flatten(1).cpu())).numpy()
+
+    def latent_dim(self) -> int:
+        return self.model.latent * self.model.latent_spatial ** 2
+
+    def encode_latent(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(batch)
 
     @property
     def train_images_per_second(self) -> float:

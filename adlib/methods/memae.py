@@ -1,0 +1,153 @@
+"""MemAE: memory-augmented auto-encoder (Gong et al., ICCV 2019), a baseline beside SALAD (published ZhangLab
+number 77.8 +- 1.4 AUROC, collected in the PPAD repository's README) and a building block MADDR compares with.
+
+Encoder and decoder: the DCGAN blocks of `adlib.gan` (down to a 4 x 4 grid, linear conv to an ``nz``-vector;
+images in [-1, 1]). Between them, a memory of ``slots`` learned items m_i (Gong et al.: 100 for MNIST).
+Addressing (Gong et al. Eqs. 4-7): w_i = softmax_i(cos(z, m_i)); hard shrinkage
+w_i <- max(w_i - lambda, 0) * w_i / (|w_i - lambda| + eps) with lambda = ``shrink`` / slots (the paper: lambda in
+[1/N, 3/N]; default 1/N), then L1 renormalisation, so the weights sum to 1; z_hat = sum_i w_i m_i is decoded.
+Here each image is one query (the latent vector; Gong et al. query every position of a feature map).
+Loss: mean squared reconstruction error + ``entropy_weight`` (0.0002, Gong et al.) * mean entropy of w.
+Score: reconstruction MSE per image. Kept checkpoint: best validation AUROC when ``fit`` gets a validation split,
+else the lowest reconstruction error on held-out normals.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.imageset import ImageSet, checked_float_batches
+from ..detectors import Detector, register
+from ..gan import Decoder, Encoder, dcgan_depth, to_signed, to_unit
+from ..training import (Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything, split_holdout,
+                        train_loop, validation_auroc_monitor)
+
+
+class Memory(nn.Module):
+    """``slots`` learned items of size ``dim``; `address` gives the shrunk, renormalised weights."""
+
+    def __init__(self, slots: int, dim: int, shrink: float = 1.0, eps: float = 1e-12):
+        super().__init__()
+        self.items = nn.Parameter(torch.empty(slots, dim))
+        nn.init.uniform_(self.items, -1.0 / dim**0.5, 1.0 / dim**0.5)
+        self.threshold = shrink / slots
+        self.eps = eps
+
+    def address(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, dim) queries -> (N, slots) weights, each row >= 0 and summing to 1."""
+        w = F.softmax(F.linear(F.normalize(z, dim=1), F.normalize(self.items, dim=1)), dim=1)
+        if self.threshold > 0:
+            w = F.relu(w - self.threshold) * w / ((w - self.threshold).abs() + self.eps)
+            w = w / w.sum(1, keepdim=True).clamp_min(self.eps)
+        return w
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.address(z)
+        return w @ self.items, w
+
+
+def entropy(w: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Mean over queries of -sum_i w_i log w_i."""
+    return (-w * (w + eps).log()).sum(1).mean()
+
+
+class MemAE(nn.Module):
+    def __init__(self, channels: int, size: int, nz: int = 100, slots: int = 100, width: int = 32,
+                 max_width: int = 256, shrink: float = 1.0):
+        super().__init__()
+        depth = dcgan_depth(size)
+        self.encoder = Encoder(channels, size, nz, width, max_width, depth)
+        self.memory = Memory(slots, nz, shrink)
+        self.decoder = Decoder(channels, size, nz, width, max_width, depth, "none")
+
+    def forward(self, x: torch.Tensor):
+        z = self.encoder(x).flatten(1)
+        z_hat, w = self.memory(z)
+        return self.decoder(z_hat[..., None, None]), w
+
+
+@register("memae")
+class MemAEDetector(Detector):
+    """Memory-augmented auto-encoder; score = reconstruction MSE."""
+
+    latent_phase = "memae"  # latent declaration (MADDR): z = the encoder's code, before memory addressing
+
+    def __init__(self, nz: int = 100, slots: int = 100, width: int = 32, max_width: int = 256, shrink: float = 1.0,
+                 entropy_weight: float = 2e-4, steps: int = 2000, batch_size: int = 64, lr: float = 1e-4,
+                 seed: int = 0, holdout_fraction: float = 0.1, max_holdout: int = 256, eval_every: int = 100,
+                 patience: int | None = None, checkpoint_path: str | None = None, device: str | None = None,
+                 progress: bool = True):
+        self.hp = dict(nz=nz, slots=slots, width=width, max_width=max_width, shrink=shrink,
+                       entropy_weight=entropy_weight, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                       holdout_fraction=holdout_fraction, max_holdout=max_holdout, eval_every=eval_every,
+                       patience=patience)
+        self.checkpoint_path, self.progress = checkpoint_path, progress
+        self.device = choose_device(device)
+        self.model: MemAE | None = None
+        self.history: TrainHistory | None = None
+
+    def _loss(self, batch: torch.Tensor, step: int):
+        x = to_signed(batch)
+        z = self.model.encoder(x).flatten(1)  # = self.model(x), with z kept for a latent hook
+        self.emit_latent(z)
+        z_hat, w = self.model.memory(z)
+        x_hat = self.model.decoder(z_hat[..., None, None])
+        recon, ent = (x_hat - x).pow(2).mean(), entropy(w)
+        return recon + self.hp["entropy_weight"] * ent, {"reconstruction": float(recon.detach()),
+                                                          "entropy": float(ent.detach())}
+
+    def _error(self, batch: torch.Tensor) -> torch.Tensor:
+        x = to_signed(batch.to(self.device))
+        return (self.model(x)[0] - x).pow(2).flatten(1).mean(1)
+
+    def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):
+        hp = self.hp
+        seed_everything(hp["seed"])
+        self.channels, self.size = train.channels, train.size
+        self.model = MemAE(train.channels, train.size, hp["nz"], hp["slots"], hp["width"], hp["max_width"],
+                           hp["shrink"]).to(self.device)
+        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
+        holdout = holdout.sample(hp["max_holdout"], hp["seed"]) if len(holdout) else holdout
+        opt = torch.optim.Adam(self.model.parameters(), lr=hp["lr"])
+        if val is not None and len(np.unique(val.labels)) == 2:
+            monitor = validation_auroc_monitor(self.score, val, hp["eval_every"], hp["patience"])
+        elif len(holdout):
+            monitor = holdout_loss_monitor(lambda b, s: self._error(b).mean(), holdout, 128, self.device,
+                                           hp["eval_every"], hp["patience"])
+        else:
+            monitor = None
+        phases = self.with_latent_hook([Phase("memae", opt, self._loss)], fit_set)
+        self.history = train_loop({"memae": self.model}, phases, fit_set,
+                                  steps=hp["steps"], batch_size=hp["batch_size"], seed=hp["seed"], monitor=monitor,
+                                  checkpoint_path=self.checkpoint_path, device=self.device, desc="MemAE",
+                                  progress=self.progress)
+        return self
+
+    @torch.no_grad()
+    def _map(self, images, fn, batch_size: int = 128) -> list:
+        if self.model is None:
+            raise RuntimeError("call fit() before scoring")
+        self.model.eval()
+        return [fn(b.to(self.device)) for b in checked_float_batches(images, batch_size, channels=self.channels,
+                                                                      size=self.size, who=self.name)]
+
+    def score(self, images) -> np.ndarray:
+        return torch.cat(self._map(images, lambda b: self._error(b).cpu())).double().numpy()
+
+    def reconstruct(self, images) -> torch.Tensor:
+        return torch.cat(self._map(images, lambda b: to_unit(self.model(to_signed(b))[0]).clamp(0, 1).cpu()))
+
+    def anomaly_maps(self, images) -> np.ndarray:
+        return torch.cat(self._map(images, lambda b: (to_unit(self.model(to_signed(b))[0]) - b).pow(2).mean(1)
+                                   .cpu())).numpy()
+
+    def embed(self, images) -> np.ndarray:
+        return torch.cat(self._map(images, lambda b: self.model.encoder(to_signed(b)).flatten(1).cpu())).numpy()
+
+    def latent_dim(self) -> int:
+        return self.hp["nz"]
+
+    def encode_latent(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder(to_signed(batch))
