@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .data.imageset import ImageSet, refuse_test_data
+from .data.imageset import ImageSet, checked_float_batches, refuse_test_data
 
 
 def _guard_fit(fit):
@@ -72,6 +72,18 @@ class Detector(ABC):
     def supports(self, capability: str) -> bool:
         """Whether the subclass overrides `anomaly_maps`, `reconstruct` or `embed`."""
         return getattr(type(self), capability) is not getattr(Detector, capability)
+
+    @torch.no_grad()
+    def _eval_batches(self, images, fn, modules, batch_size: int = 128) -> list:
+        """``fn(batch)`` for each float batch of ``images`` (checked against the trained channels and size), with
+        every module in eval mode and no gradient graph, so that a score does not depend on the other images of
+        its batch (BatchNorm/dropout) and costs no autograd memory."""
+        if any(m is None for m in modules):
+            raise RuntimeError(f"{self.name}: call fit() before scoring")
+        for m in modules:
+            m.eval()
+        return [fn(b.to(self.device)) for b in checked_float_batches(images, batch_size, channels=self.channels,
+                                                                      size=self.size, who=self.name)]
 
     # ----- latent declaration: lets a wrapper (MADDR) train extra terms on the detector's latent code -------------
     # A detector that has a latent code z declares it with four small pieces, and is then wrappable without any

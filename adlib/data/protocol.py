@@ -129,6 +129,14 @@ class Protocol:
         return _file_sha256(self.source.path) if self.source is not None else ""
 
 
+def cap_splits(protocol: Protocol, val_cap: int | None, test_cap: int | None, seed: int = 0) -> Protocol:
+    """Seeded subsets of the validation and test splits, in place (cpu- and smoke-sized runs); None keeps a split
+    whole. The test subset stays marked as test data."""
+    protocol.val = protocol.val.sample(val_cap, seed)
+    protocol.test = protocol.test.sample(test_cap, seed)
+    return protocol
+
+
 @functools.lru_cache(maxsize=None)
 def _file_sha256(path: str) -> str:
     from ..io import file_digest

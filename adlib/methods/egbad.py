@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.imageset import ImageSet, checked_float_batches
+from ..data.imageset import ImageSet
 from ..detectors import Detector, register
 from ..training import (DivergenceGuard, Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything,
                         split_holdout, step_generator, train_loop, validation_auroc_monitor)
@@ -111,12 +111,7 @@ class EGBADDetector(Detector):
 
     @torch.no_grad()
     def _map(self, images, fn, batch_size: int = 128) -> list:
-        if self.encoder is None:
-            raise RuntimeError("call fit() before scoring")
-        for m in (self.encoder, self.generator, self.discriminator):
-            m.eval()
-        return [fn(b.to(self.device)) for b in checked_float_batches(images, batch_size, channels=self.channels,
-                                                                      size=self.size, who=self.name)]
+        return self._eval_batches(images, fn, (self.encoder, self.generator, self.discriminator), batch_size)
 
     def score_components(self, images) -> dict[str, np.ndarray]:
         parts = self._map(images, lambda b: torch.stack(self._components_batch(b), 1).cpu())

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.imageset import ImageSet, checked_float_batches
+from ..data.imageset import ImageSet
 from ..detectors import Detector, register
 from ..gan import Decoder, Encoder, dcgan_depth, dcgan_init, frozen, gradient_penalty, pyramid_widths, to_signed, \
     to_unit
@@ -152,12 +152,7 @@ class FAnoGANDetector(Detector):
 
     @torch.no_grad()
     def _map(self, images, fn, batch_size: int = 128) -> list:
-        if self.encoder is None:
-            raise RuntimeError("call fit() before scoring")
-        for m in (self.generator, self.critic, self.encoder):
-            m.eval()
-        return [fn(b.to(self.device)) for b in checked_float_batches(images, batch_size, channels=self.channels,
-                                                                      size=self.size, who=self.name)]
+        return self._eval_batches(images, fn, (self.generator, self.critic, self.encoder), batch_size)
 
     def score_components(self, images) -> dict[str, np.ndarray]:
         both = torch.cat(self._map(images, lambda b: torch.stack(self._izi_f(b), 1).cpu())).double().numpy()

@@ -15,7 +15,7 @@ import torch
 from pytorch_msssim import ssim
 from torch import nn
 
-from ..data.imageset import ImageSet, checked_float_batches
+from ..data.imageset import ImageSet
 from ..detectors import Detector, register
 from ..gan import Decoder, Encoder, dcgan_depth, to_signed, to_unit
 from ..training import (Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything, split_holdout,
@@ -83,11 +83,7 @@ class SSIMAEDetector(Detector):
 
     @torch.no_grad()
     def _map(self, images, fn, batch_size: int = 128) -> list:
-        if self.model is None:
-            raise RuntimeError("call fit() before scoring")
-        self.model.eval()
-        return [fn(b.to(self.device)) for b in checked_float_batches(images, batch_size, channels=self.channels,
-                                                                      size=self.size, who=self.name)]
+        return self._eval_batches(images, fn, (self.model,), batch_size)
 
     def score(self, images) -> np.ndarray:
         return torch.cat(self._map(images, lambda b: self._error(b).cpu())).double().numpy()

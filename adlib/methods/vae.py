@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.imageset import ImageSet, checked_float_batches
+from ..data.imageset import ImageSet
 from ..detectors import Detector, register
 from ..gan import Decoder, Encoder, dcgan_depth, to_signed, to_unit
 from ..training import (Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything, split_holdout,
@@ -99,11 +99,7 @@ class VAEDetector(Detector):
 
     @torch.no_grad()
     def _map(self, images, fn, batch_size: int = 128) -> list:
-        if self.model is None:
-            raise RuntimeError("call fit() before scoring")
-        self.model.eval()
-        return [fn(b.to(self.device)) for b in checked_float_batches(images, batch_size, channels=self.channels,
-                                                                      size=self.size, who=self.name)]
+        return self._eval_batches(images, fn, (self.model,), batch_size)
 
     def score(self, images) -> np.ndarray:
         return torch.cat(self._map(images, lambda b: self._error(b).cpu())).double().numpy()

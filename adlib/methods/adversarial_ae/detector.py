@@ -242,10 +242,7 @@ class AdversarialAEDetector(Detector):
     @torch.no_grad()
     def _map(self, images, fn, batch_size: int = 128) -> list:
         self._require_fitted()
-        self.generator.eval()
-        self.discriminator.eval()
-        return [fn(b.to(self.device)) for b in checked_float_batches(images, batch_size, channels=self.channels,
-                                                                      size=self.size, who=self.name)]
+        return self._eval_batches(images, fn, (self.generator, self.discriminator), batch_size)
 
     def reconstruct(self, images) -> torch.Tensor:
         """x_hat in [0, 1]."""

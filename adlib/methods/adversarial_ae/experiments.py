@@ -13,6 +13,7 @@ from ...data.imageset import ImageSet
 from ...experiment import METRIC_KEYS, ExperimentResult, record_row
 from ...metrics import ScoredSplit, evaluate_scores
 from ...gan import scaled_ccb_lengths
+from ...data.protocol import cap_splits as cap  # noqa: F401  (the notebooks import it from here)
 
 PAPER_CSV = Path(__file__).with_name("paper_numbers_ccb_aae.csv")
 # display name -> registered detector name, in the paper's row order
@@ -47,12 +48,6 @@ def detector_kwargs(method: str, cfg, width: int, steps: int, **over) -> dict:
     kw.update(over)
     return kw
 
-
-def cap(protocol, val_cap: int | None, test_cap: int | None, seed: int = 0):
-    """Seeded subsets of the validation and test splits (cpu-sized runs); None keeps a split whole."""
-    protocol.val = protocol.val.sample(val_cap, seed)
-    protocol.test = protocol.test.sample(test_cap, seed)
-    return protocol
 
 
 def per_class_rows(result: ExperimentResult, protocol, *, classes: dict[int, str], table, config, method: str,

@@ -3,18 +3,12 @@ under the protocol is `adlib.experiment.run_experiment`, shared by every noteboo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 
-from ...data.protocol import Protocol
-from ...detectors import Detector, create
-from ...metrics import ScoredSplit, evaluate_scores
-from ...results import ResultsTable
-from ...training import ResourceMeter, seed_everything
+from ...training import seed_everything
 
 
 def measure_training_speed(images: torch.Tensor, layers: tuple[str, ...], weights: str, batch_size: int = 128,

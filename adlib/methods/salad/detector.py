@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...data.imageset import ImageSet, checked_float_batches
+from ...data.imageset import ImageSet
 from ...detectors import Detector, register
 from ...gan import count_parameters, frozen, to_signed, to_unit
 from ...training import (DivergenceGuard, Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything,
@@ -209,10 +209,7 @@ class SALADDetector(Detector):
     @torch.no_grad()
     def _map(self, images, fn, batch_size: int = 128) -> list:
         self._require_fitted()
-        for m in self.models().values():
-            m.eval()
-        return [fn(b.to(self.device)) for b in checked_float_batches(images, batch_size, channels=self.channels,
-                                                                      size=self.size, who=self.name)]
+        return self._eval_batches(images, fn, tuple(self.models().values()), batch_size)
 
     def _components_batch(self, batch: torch.Tensor) -> torch.Tensor:
         x = to_signed(batch)

@@ -16,6 +16,7 @@ import torch
 
 from ...plots import embed_2d
 from .perturbations import bezier_intensity, inpaint, local_shuffle
+from ...data.protocol import cap_splits as cap  # noqa: F401  (the notebooks import it from here)
 
 PAPER_CSV = Path(__file__).with_name("paper_numbers_salad.csv")
 METRICS = ("AUROC", "F1", "ACC", "SEN", "SPE")
@@ -87,12 +88,6 @@ def detector_kwargs(method: str, cfg, n_train: int, **over) -> dict:
     kw.update(over)
     return kw
 
-
-def cap(protocol, val_cap: int | None, test_cap: int | None, seed: int = 0):
-    """Seeded subsets of the validation and test splits (smoke runs); None keeps a split whole."""
-    protocol.val = protocol.val.sample(val_cap, seed)
-    protocol.test = protocol.test.sample(test_cap, seed)
-    return protocol
 
 
 def table_vs_paper(summary: pd.DataFrame, paper: pd.DataFrame, dataset_in_paper: str,
