@@ -48,7 +48,7 @@ def test_help_lists_commands_and_options():
     proc = run_script("--help")
     assert proc.returncode == 0, proc.stderr
     for word in ("--profile", "smoke", "cpu", "paper", "--output", "--only", "--publish", " test ", " lab ",
-                 "ADLIB_DRY_RUN"):
+                 "ADLIB_DRY_RUN", "--jobs", "--no-report", "report/index.html"):
         assert word in proc.stdout
 
 
@@ -61,7 +61,7 @@ def test_unknown_profile_fails_before_anything_starts(tmp_path):
     assert (ROOT / "executed" / "nosuch").exists() == existed
 
 
-@pytest.mark.parametrize("option", ["--profile", "--output", "--only"])
+@pytest.mark.parametrize("option", ["--profile", "--output", "--only", "--jobs"])
 def test_option_without_value_is_a_usage_error(option):
     assert_usage_error(run_script(option), option, "needs a value")
     assert_usage_error(run_script(option, "--publish"), option, "needs a value")
@@ -128,3 +128,112 @@ def test_run_mode_cpu_writes_committed_locations_and_relative_output_follows_cal
 def test_script_leaves_matplotlib_backend_to_the_kernel():
     text = SCRIPT.read_text()
     assert "MPLBACKEND=" not in text
+
+
+# ---- the report and --jobs ---------------------------------------------------------------------------------
+
+def papermill_lines(stdout):
+    return [l for l in stdout.splitlines() if "-m papermill" in l]
+
+
+def test_run_mode_ends_with_the_report_unless_no_report(tmp_path):
+    out = tmp_path / "out"
+    proc = run_script("--profile", "smoke", "--output", str(out), "--only", NUMBERS[0], dry_run=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    report = [i for i, l in enumerate(lines) if "-m adlib.report" in l]
+    assert len(report) == 1
+    line = lines[report[0]]
+    assert f"--executed {out}/smoke" in line and f"--out {ROOT}/report" in line
+    assert f"--leaderboard {ROOT}/results/smoke/07_leaderboard.csv" in line
+    assert report[0] > max(i for i, l in enumerate(lines) if "-m papermill" in l)  # after the notebooks
+    assert f"report:             {ROOT}/report/index.html" in proc.stdout
+    assert not out.exists()
+
+    proc = run_script("--profile", "smoke", "--output", str(out), "--only", NUMBERS[0], "--no-report", dry_run=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "adlib.report" not in proc.stdout and "report:" not in proc.stdout
+    assert len(papermill_lines(proc.stdout)) == 1
+
+
+@pytest.mark.parametrize("mode", ["test", "lab"])
+def test_no_report_in_test_and_lab_modes(mode):
+    proc = run_script(mode, dry_run=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "adlib.report" not in proc.stdout
+
+
+@pytest.mark.parametrize("jobs", ["0", "x", "-1", "1.5", "02x"])
+def test_jobs_must_be_a_positive_whole_number(jobs):
+    assert_usage_error(run_script("--jobs", jobs, "--profile", "smoke"), "--jobs", f"'{jobs}'")
+    assert_usage_error(run_script(f"--jobs={jobs}", "--profile", "smoke"), "--jobs", f"'{jobs}'")
+
+
+def test_jobs_with_a_bad_thread_count_is_a_usage_error():
+    proc = run_script("--jobs", "2", "--profile", "smoke", extra_env={"ADLIB_THREADS": "many"})
+    assert_usage_error(proc, "ADLIB_THREADS", "'many'")
+
+
+def expected_batches(jobs):
+    """00 and 01 first, 07 last, the rest in between, each stage cut into batches of `jobs`."""
+    first = [n for n in NUMBERS if n in ("00", "01")]
+    last = [n for n in NUMBERS if n == "07"]
+    middle = [n for n in NUMBERS if n not in first and n not in last]
+    return [stage[i:i + jobs] for stage in (first, middle, last) for i in range(0, len(stage), jobs)]
+
+
+def fake_nvidia_smi(tmp_path, gpus):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    tool = bin_dir / "nvidia-smi"
+    tool.write_text("#!/bin/sh\n" + "".join(f'echo "GPU {g}: Fake GPU (UUID: GPU-{g})"\n' for g in range(gpus)))
+    tool.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "CUDA_VISIBLE_DEVICES": ""}
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_jobs_order_and_batches(jobs, tmp_path):
+    out = tmp_path / "out"
+    env = fake_nvidia_smi(tmp_path, 1)  # one GPU: nobody gets a GPU of their own
+    env["ADLIB_THREADS"] = "4"
+    proc = run_script("--profile", "cpu", "--output", str(out), "--jobs", str(jobs), dry_run=True, extra_env=env)
+    assert proc.returncode == 0, proc.stderr
+    started = [l.split("notebooks/")[1][:2] for l in papermill_lines(proc.stdout)]
+    batches = expected_batches(jobs)
+    assert started == [n for batch in batches for n in batch]  # every notebook once, 01 before the rest, 07 last
+    if jobs == 1:
+        assert "[adlib] batch" not in proc.stdout and "ADLIB_THREADS=" not in proc.stdout  # sequential, as before
+    else:
+        heads = [l for l in proc.stdout.splitlines() if l.startswith("[adlib] batch ")]
+        assert len(heads) == len(batches)
+        for head, batch in zip(heads, batches):
+            assert [name[:2] for name in head.split(": ", 1)[1].split()] == batch
+        for line in papermill_lines(proc.stdout):
+            assert f"env ADLIB_THREADS={4 // jobs} " in line and "CUDA_VISIBLE_DEVICES" not in line
+            assert "--log-output" in line
+        assert f"{out}/cpu/logs/{Path(sorted((ROOT / 'notebooks').glob('00_*.ipynb'))[0]).stem}.log" in proc.stdout
+    summary = [l for l in proc.stdout.splitlines() if l.startswith("  ") and l.rstrip().endswith(" ok")]
+    assert len(summary) == len(NUMBERS)
+    assert f"with --jobs {jobs}" in proc.stdout
+    assert not out.exists()
+
+
+def test_jobs_give_each_parallel_notebook_its_own_gpu(tmp_path):
+    env = fake_nvidia_smi(tmp_path, 2)
+    proc = run_script("--profile", "paper", "--jobs", "3", "--output", str(tmp_path / "o"), dry_run=True,
+                      extra_env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    devices, slot = [], 0
+    for line in lines:
+        if line.startswith("[adlib] batch "):
+            slot = 0
+        elif "-m papermill" in line:
+            devices.append((slot, line.split("CUDA_VISIBLE_DEVICES=")[1].split()[0]))
+            slot += 1
+    assert devices and all(gpu == str(s % 2) for s, gpu in devices)
+    # a user's CUDA_VISIBLE_DEVICES is the list of GPUs to share out
+    env["CUDA_VISIBLE_DEVICES"] = "5,7"
+    proc = run_script("--profile", "paper", "--jobs", "2", "--only", NUMBERS[0], dry_run=True, extra_env=env)
+    assert "CUDA_VISIBLE_DEVICES=5 " in papermill_lines(proc.stdout)[0]

@@ -1,0 +1,342 @@
+"""A static HTML site of the executed notebooks: an index page plus one self-contained page per notebook.
+
+    python -m adlib.report [--executed DIR] [--out report/] [--leaderboard CSV] [--expected DIR] [--profile P]
+
+The index lists every notebook with a link to its page, its wall time (papermill's own measurement,
+``metadata.papermill.duration``) and its status (executed ok / error output present / not executed), followed by
+the benchmark leaderboard read from ``results/07_leaderboard.csv`` when notebook 07 has written it. Pages are
+rendered with nbconvert's HTMLExporter (JupyterLab look); figures are already data URIs in the notebooks and
+images referenced from markdown are embedded too, so each page stands alone.
+
+By default the notebooks come from ``executed/<profile>/`` (written by ``./run_all.sh``), falling back to the
+committed notebooks in ``notebooks/`` (executed in the cpu profile). The site is built in a temporary folder
+next to the target and moved into place at the end, so a failed build never leaves a half-written report.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as _dt
+import html
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from .paths import PROJECT_ROOT, relative_to_project
+
+STATUS_OK = "executed ok"
+STATUS_ERROR = "error output present"
+STATUS_NOT_EXECUTED = "not executed"
+# Cells with an error output get this tag; nbconvert's lab template turns a tag into the CSS class
+# "celltag_<tag>", so an error is findable in the page (stderr text and tracebacks otherwise look alike).
+ERROR_TAG = "adlib-error-output"
+ERROR_CLASS = "celltag_" + ERROR_TAG
+MARKER = ".adlib-report"  # present in every built report; only such a folder (or an empty one) is replaced
+LEADERBOARD_NAME = "07_leaderboard.csv"
+NO_FAVICON = '<link rel="icon" href="data:,">'  # no request for a favicon.ico the site does not have
+NO_LEADERBOARD = "leaderboard: run notebook 07"
+
+
+@dataclass
+class Entry:
+    """One row of the index."""
+
+    name: str  # file stem, e.g. 02_dpa_perceptual_autoencoder
+    title: str
+    status: str
+    duration_s: float | None = None
+    profile: str | None = None
+    errors: int = 0
+    page: str | None = None  # file name of the rendered page; None when there is none
+
+
+# ---- reading notebooks ------------------------------------------------------------------------------------
+
+def list_notebooks(directory: str | os.PathLike) -> list[Path]:
+    """The notebooks of a folder in name order (numbered ones sort in teaching order)."""
+    return sorted(p for p in Path(directory).glob("*.ipynb") if not p.name.startswith("."))
+
+
+def error_outputs(nb: nbformat.NotebookNode) -> int:
+    return sum(1 for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error")
+
+
+def notebook_status(nb: nbformat.NotebookNode) -> str:
+    """executed ok / error output present / not executed (no code cell ran)."""
+    exception = nb.metadata.get("papermill", {}).get("exception")
+    if error_outputs(nb) or exception:
+        return STATUS_ERROR
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    ran = any(c.get("execution_count") is not None or c.get("outputs") for c in code)
+    if code and not ran:
+        return STATUS_NOT_EXECUTED
+    return STATUS_OK
+
+
+def wall_time(nb: nbformat.NotebookNode) -> float | None:
+    duration = nb.metadata.get("papermill", {}).get("duration")
+    return float(duration) if isinstance(duration, (int, float)) else None
+
+
+def executed_profile(nb: nbformat.NotebookNode) -> str | None:
+    """The profile a notebook ran with: papermill's parameters, or what adlib.publish recorded."""
+    for params in (nb.metadata.get("papermill", {}).get("parameters", {}),
+                   nb.metadata.get("adlib", {}).get("executed_with", {})):
+        if params.get("profile"):
+            return str(params["profile"])
+    return None
+
+
+def notebook_title(nb: nbformat.NotebookNode, fallback: str) -> str:
+    """The first markdown heading, without '#' and markup, else ``fallback``."""
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            if line.lstrip().startswith("#"):
+                text = re.sub(r"[*_`]", "", line.strip().lstrip("#")).strip()
+                if text:
+                    return text
+    return fallback
+
+
+# ---- rendering --------------------------------------------------------------------------------------------
+
+def _exporter():
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="lab", embed_images=True)
+
+
+def _page_header(entry: Entry) -> str:
+    parts = [f'<a href="index.html">&larr; all notebooks</a>',
+             f"<b>{html.escape(entry.name)}</b>",
+             f"status: <span class=\"adlib-status\">{html.escape(entry.status)}</span>"]
+    if entry.duration_s is not None:
+        parts.append(f"wall time {entry.duration_s:.0f} s")
+    if entry.profile:
+        parts.append(f"profile {html.escape(entry.profile)}")
+    header = ('<nav class="adlib-nav" style="font-family: sans-serif; padding: 0.6em 1em; '
+              'border-bottom: 1px solid #ccc; background: #f6f6f6;">' + " &middot; ".join(parts) + "</nav>\n")
+    if entry.errors:
+        header += ('<div class="adlib-error-banner" style="font-family: sans-serif; padding: 0.6em 1em; '
+                   f'background: #fdd; color: #900;">This notebook has {entry.errors} error output(s); '
+                   f'the cells are marked with the class <code>{ERROR_CLASS}</code>.</div>\n')
+    return header
+
+
+def render_page(nb: nbformat.NotebookNode, entry: Entry, pages: dict[str, str], exporter=None,
+                folder: str | os.PathLike | None = None) -> str:
+    """One notebook as a self-contained HTML page with a link back to the index.
+
+    ``pages`` maps notebook file names (``NN_name.ipynb``) to page names, so that links between notebooks
+    point at the rendered pages; ``folder`` is where the notebook lives (images in markdown are relative to it).
+    """
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            tags = list(cell.metadata.get("tags", []))
+            cell.metadata["tags"] = tags + [ERROR_TAG]
+    exporter = exporter or _exporter()
+    metadata = {"name": entry.title, "path": str(folder) if folder is not None else ""}
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": metadata})
+
+    def relink(match: re.Match) -> str:
+        target, anchor = match.group(2), match.group(3) or ""
+        page = pages.get(Path(target).name)
+        return f'{match.group(1)}"{page}{anchor}"' if page else match.group(0)
+
+    body = re.sub(r'(href=)"((?!https?:|#)[^"#]+\.ipynb)(#[^"]*)?"', relink, body)
+    body = re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + "\n" + NO_FAVICON, body, count=1)
+    return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + "\n" + _page_header(entry), body, count=1)
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "&ndash;"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds:.0f} s ({seconds / 60:.1f} min)"
+
+
+def leaderboard_html(path: Path | None) -> str:
+    """The leaderboard table, or the sentence saying how to get one; never made up."""
+    if path is None or not Path(path).is_file():
+        return f'<p class="adlib-no-leaderboard">{NO_LEADERBOARD}</p>'
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path)
+    except Exception as exc:  # an empty or malformed file: say so instead of failing the whole report
+        return (f'<p class="adlib-no-leaderboard">{NO_LEADERBOARD} (could not read '
+                f"{html.escape(relative_to_project(path))}: {html.escape(str(exc))})</p>")
+    rendered = table.to_html(index=False, border=0, classes="leaderboard", na_rep="",
+                             float_format=lambda v: f"{v:.3f}")
+    return (f"<p>From <code>{html.escape(relative_to_project(path))}</code> ({len(table)} rows).</p>\n"
+            + rendered)
+
+
+INDEX_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 70em;
+       padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.35em 0.8em; text-align: left; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.status-ok, td.status-error, td.status-not-executed { white-space: nowrap; }
+.status-ok { color: #176d2c; } .status-error { color: #b00; font-weight: bold; } .status-not-executed { color: #777; }
+table.leaderboard td { font-variant-numeric: tabular-nums; }
+.meta { color: #555; }
+"""
+
+
+def index_html(entries: list[Entry], source: Path, leaderboard: Path | None, built: str) -> str:
+    status_class = {STATUS_OK: "status-ok", STATUS_ERROR: "status-error", STATUS_NOT_EXECUTED: "status-not-executed"}
+    rows = []
+    for e in entries:
+        link = (f'<a href="{html.escape(e.page)}">{html.escape(e.name)}</a>' if e.page else html.escape(e.name))
+        status = e.status + (f" ({e.errors})" if e.errors else "")
+        rows.append(f'<tr><td>{link}</td><td>{html.escape(e.title)}</td>'
+                    f'<td class="num">{_fmt_duration(e.duration_s)}</td>'
+                    f'<td class="{status_class[e.status]}">{html.escape(status)}</td>'
+                    f'<td>{html.escape(e.profile or "")}</td></tr>')
+    total = sum(e.duration_s for e in entries if e.duration_s is not None)
+    profiles = sorted({e.profile for e in entries if e.profile})
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+{NO_FAVICON}
+<title>adlib report{' (' + html.escape(', '.join(profiles)) + ' profile)' if profiles else ''}</title>
+<style>{INDEX_CSS}</style>
+</head>
+<body>
+<h1>adlib: executed notebooks</h1>
+<p class="meta">Notebooks from <code>{html.escape(relative_to_project(source))}</code>;
+profile: {html.escape(', '.join(profiles) or 'unknown')}; built {html.escape(built)}.
+Wall times are papermill's own measurement of each run.</p>
+<table class="notebooks">
+<thead><tr><th>notebook</th><th>title</th><th>wall time</th><th>status</th><th>profile</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody>
+<tfoot><tr><td></td><td>total</td><td class="num">{_fmt_duration(total)}</td><td></td><td></td></tr></tfoot>
+</table>
+<h2>Leaderboard</h2>
+{leaderboard_html(leaderboard)}
+</body>
+</html>
+"""
+
+
+# ---- building the site ------------------------------------------------------------------------------------
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` to ``out``; an older report there is swapped out, then removed."""
+    if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists()):
+            raise FileExistsError(f"{out} exists and is not a report built by adlib.report; not replacing it")
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        os.rename(out, old / out.name)
+        try:
+            os.rename(tmp, out)
+        except BaseException:
+            os.rename(old / out.name, out)  # put the previous report back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+
+
+def build_report(executed: str | os.PathLike, out: str | os.PathLike, leaderboard: str | os.PathLike | None = None,
+                 expected: str | os.PathLike | None = None) -> list[Entry]:
+    """Render every notebook of ``executed`` into ``out`` (index.html + one page each); returns the index rows.
+
+    ``expected``: a folder of notebooks that should have been executed; those missing from ``executed`` are
+    listed as not executed, without a page.
+    """
+    executed, out = Path(executed).resolve(), Path(out).resolve()
+    notebooks = list_notebooks(executed)
+    if not notebooks:
+        raise FileNotFoundError(f"no notebooks (*.ipynb) in {executed}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes a private folder; a report is for reading
+        pages = {p.name: p.stem + ".html" for p in notebooks}
+        exporter = _exporter()
+        entries = []
+        for path in notebooks:
+            nb = nbformat.read(path, as_version=4)
+            entry = Entry(name=path.stem, title=notebook_title(nb, path.stem), status=notebook_status(nb),
+                          duration_s=wall_time(nb), profile=executed_profile(nb), errors=error_outputs(nb),
+                          page=pages[path.name])
+            (tmp / entry.page).write_text(render_page(nb, entry, pages, exporter, path.parent), encoding="utf-8")
+            entries.append(entry)
+        if expected is not None:
+            present = {p.name for p in notebooks}
+            for path in sorted(Path(expected).glob("[0-9][0-9]_*.ipynb")):
+                if path.name not in present:
+                    entries.append(Entry(name=path.stem, title=path.stem, status=STATUS_NOT_EXECUTED))
+            entries.sort(key=lambda e: e.name)
+        built = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        leaderboard = Path(leaderboard) if leaderboard is not None else None
+        (tmp / "index.html").write_text(index_html(entries, executed, leaderboard, built), encoding="utf-8")
+        (tmp / MARKER).write_text("built by python -m adlib.report; this folder is replaced on every build\n")
+        _replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return entries
+
+
+def default_results_dir(profile: str) -> Path:
+    """results/ for cpu, results/<profile>/ otherwise (as adlib.paths, without creating anything)."""
+    base = Path(os.environ["ADLIB_RESULTS"]) if os.environ.get("ADLIB_RESULTS") else PROJECT_ROOT / "results"
+    return base if profile == "cpu" else base / profile
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default=None,
+                        help="profile whose executed notebooks to render (default: $ADLIB_PROFILE, else cpu)")
+    parser.add_argument("--executed", type=Path, default=None,
+                        help="folder of executed notebooks (default: executed/<profile>/, else notebooks/)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "report", help="output folder (default: report/)")
+    parser.add_argument("--leaderboard", type=Path, default=None,
+                        help=f"leaderboard CSV (default: the profile's results folder/{LEADERBOARD_NAME})")
+    parser.add_argument("--expected", type=Path, default=None,
+                        help="folder of the notebooks that should be there; missing ones are listed as not executed")
+    args = parser.parse_args(argv)
+    profile = args.profile or os.environ.get("ADLIB_PROFILE") or "cpu"
+    executed, expected = args.executed, args.expected
+    if executed is None:
+        executed = PROJECT_ROOT / "executed" / profile
+        if not list_notebooks(executed):
+            print(f"[adlib] no executed notebooks in {relative_to_project(executed)}; "
+                  "rendering the committed ones in notebooks/ (cpu profile)")
+            executed, profile = PROJECT_ROOT / "notebooks", "cpu"
+        expected = expected or PROJECT_ROOT / "notebooks"
+    leaderboard = args.leaderboard or default_results_dir(profile) / LEADERBOARD_NAME
+    start = time.perf_counter()
+    try:
+        entries = build_report(executed, args.out, leaderboard, expected)
+    except (FileNotFoundError, FileExistsError) as exc:
+        parser.exit(1, f"adlib.report: {exc}\n")
+    seconds = time.perf_counter() - start
+    counts = {s: sum(e.status == s for e in entries) for s in (STATUS_OK, STATUS_ERROR, STATUS_NOT_EXECUTED)}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    print(f"[adlib] report: {len(entries)} notebooks ({summary}) -> {args.out.resolve() / 'index.html'}; "
+          f"built in {seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
