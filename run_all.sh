@@ -170,7 +170,7 @@ setup_environment() {
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! python -c 'import adlib' 2>/dev/null; then
     echo "[adlib] installing adlib and its pinned dependencies (first run downloads torch; this takes a while)"
     python -m pip install --quiet --upgrade pip
-    python -m pip install --quiet -e .
+    python -m pip install --quiet -e ".[cluster]"
     echo "$want" > "$stamp"
   fi
   python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (adlib)" >/dev/null 2>&1 || true
@@ -368,6 +368,9 @@ for (( b = batch_no; b < ${#BATCHES[@]}; b++ )); do  # what a failure left out
   for nb in ${BATCHES[$b]}; do summary+=("$(printf '%-45s %8s  not run' "$(basename "$nb")" "-")"); done
 done
 RUN_SECONDS=$(( $(date +%s) - RUN_START ))
+if [ "$PUBLISH" = 1 ] && [ -z "$failed" ]; then
+  run python -m adlib.report --readme  # README's leaderboard rows from results/07_leaderboard.csv (cpu profile)
+fi
 
 REPORT_RC=0
 if [ "$REPORT" = 1 ]; then

@@ -22,7 +22,8 @@ from .provenance import run_provenance
 from .results import ResultsTable
 from .training import ResourceMeter, TrainingDiverged, seed_everything
 
-METRIC_KEYS = ("AUROC", "AP", "F1", "ACC", "SEN", "SPE", "threshold", "val_AUROC")
+METRIC_KEYS = ("AUROC", "AUROC_ci_low", "AUROC_ci_high", "AP", "F1", "ACC", "SEN", "SPE", "threshold",
+               "val_AUROC")
 
 
 @dataclass
@@ -53,7 +54,8 @@ def provenance_columns(config: RunConfig, protocol: Protocol | None = None, imag
     cols = {"profile": config.profile.name, "config_sha256": config.sha256[:16], **run_provenance()}
     if protocol is not None:
         cols.update(data_source=protocol.data_source(), data_sha256=protocol.data_sha256()[:16],
-                    image_size=image_size or protocol.train.size)
+                    image_size=image_size or protocol.train.size,
+                    n_val=len(protocol.val), n_test=len(protocol.test))  # the evaluation splits (caps)
     return cols
 
 
@@ -112,7 +114,8 @@ def run_experiment(detector: "Detector | str | Callable[[], Detector]", protocol
         metrics = {k: float("nan") for k in METRIC_KEYS}
         row = record_row(table, config=config, protocol=protocol, method=method, seed=seed, metrics=metrics,
                          detector=detector, variant=variant, dataset=dataset, status=status,
-                         fit_seconds=round(fit_meter.seconds, 2), peak_memory_MB=round(fit_meter.peak_mb, 1), **extra)
+                         fit_seconds=round(fit_meter.seconds, 2), peak_memory_MB=round(fit_meter.peak_mb, 1),
+                         added_memory_MB=round(fit_meter.added_mb, 1), **extra)
         return ExperimentResult(detector, None, None, metrics, row, status, timing)
     with ResourceMeter(images=len(protocol.val) + len(protocol.test)) as score_meter:
         val = ScoredSplit.of(detector.score(protocol.val), protocol.val)
@@ -126,6 +129,7 @@ def run_experiment(detector: "Detector | str | Callable[[], Detector]", protocol
                      fit_images_per_s=round(fit_meter.images_per_second, 1),
                      score_images_per_s=round(score_meter.images_per_second, 1),
                      peak_memory_MB=round(max(fit_meter.peak_mb, score_meter.peak_mb), 1),
+                     added_memory_MB=round(max(fit_meter.added_mb, score_meter.added_mb), 1),
                      **({"best_step": best} if best is not None else {}), **extra)
     return ExperimentResult(detector, val, test, metrics, row, status, timing)
 

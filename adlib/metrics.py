@@ -46,6 +46,33 @@ def auroc(labels, scores) -> float:
     return float(roc_auc_score(labels, scores))
 
 
+def _auroc_of_two_samples(anomalous, normal, axis=-1):
+    """AUROC of anomalous vs normal scores as the Mann-Whitney U statistic (average ranks for ties), along the
+    last axis: vectorised over bootstrap resamples."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([anomalous, normal], axis=-1), axis=-1)
+    n_pos, n_neg = anomalous.shape[-1], normal.shape[-1]
+    return (ranks[..., :n_pos].sum(axis=-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def auroc_bootstrap_ci(labels, scores, confidence: float = 0.95, n_resamples: int = 1000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the test AUROC over test images (`scipy.stats.bootstrap`). Anomalous and
+    normal images are resampled separately (a stratified bootstrap), so every resample has both classes and
+    the class balance of the split. NaN when the split has one class only."""
+    from scipy.stats import bootstrap
+
+    y = np.asarray(labels).astype(bool).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if y.all() or not y.any():
+        return float("nan"), float("nan")
+    res = bootstrap((s[y], s[~y]), _auroc_of_two_samples, vectorized=True, n_resamples=n_resamples,
+                    confidence_level=confidence, method="percentile", batch=250,
+                    random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def average_precision(labels, scores) -> float:
     return float(average_precision_score(labels, scores))
 
@@ -81,8 +108,11 @@ def metrics_at_threshold(split: ScoredSplit, threshold: float) -> dict[str, floa
 
 
 def evaluate_scores(val: ScoredSplit, test: ScoredSplit) -> dict[str, float]:
-    """AUROC and AP on test, plus F1/ACC/SEN/SPE at the threshold chosen on validation."""
+    """AUROC (with its bootstrap 95 % CI over test images) and AP on test, plus F1/ACC/SEN/SPE at the threshold
+    chosen on validation."""
     threshold = select_threshold_on_validation(val)
-    return {"AUROC": auroc(test.labels, test.scores), "AP": average_precision(test.labels, test.scores),
+    ci_low, ci_high = auroc_bootstrap_ci(test.labels, test.scores)
+    return {"AUROC": auroc(test.labels, test.scores), "AUROC_ci_low": ci_low, "AUROC_ci_high": ci_high,
+            "AP": average_precision(test.labels, test.scores),
             **metrics_at_threshold(test, threshold), "threshold": threshold,
             "val_AUROC": auroc(val.labels, val.scores)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
@@ -599,3 +600,21 @@ def test_image_grid_heat_row_shares_one_colour_scale_and_has_a_colour_bar():
         assert {im.get_clim() for ax in grid_axes[:4] for im in ax.get_images()} == {(0, 1)}
     finally:
         plt.close(fig)
+
+
+def test_resource_meter_reports_what_a_block_adds_not_the_process_peak():
+    import torch
+
+    from adlib.training import ResourceMeter
+
+    with ResourceMeter() as big:
+        x = torch.ones(50_000_000)  # 200 MB held for a moment
+        x.add_(1.0)
+        time.sleep(0.05)
+        del x
+    with ResourceMeter() as small:
+        torch.ones(1000).sum()
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the meter reads CUDA memory; this test checks the CPU (RSS) path")
+    assert big.added_mb > 150
+    assert small.added_mb < 50 <= big.peak_mb  # the process peak stays high; the added memory does not

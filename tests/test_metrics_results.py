@@ -147,3 +147,19 @@ def test_torch_checkpoints_hash_the_same_for_the_same_tensors(tmp_path):
     loaded = torch.load(tmp_path / "b.pt", weights_only=True)
     assert torch.equal(loaded["w"], state["w"]) and loaded["step"] == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]
+
+
+def test_auroc_bootstrap_ci_over_test_images():
+    from sklearn.metrics import roc_auc_score
+
+    from adlib.metrics import _auroc_of_two_samples, auroc_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    s = np.round(rng.normal(size=400) + 0.8 * y, 1)  # rounded: ties get average ranks, as in sklearn
+    assert _auroc_of_two_samples(s[y == 1], s[y == 0]) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    lo, hi = auroc_bootstrap_ci(y, s)
+    assert lo < roc_auc_score(y, s) < hi and 0.05 < hi - lo < 0.2
+    assert auroc_bootstrap_ci(y, s) == (lo, hi)  # seeded
+    assert auroc_bootstrap_ci([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == (1.0, 1.0)  # separated in every resample
+    assert all(np.isnan(auroc_bootstrap_ci([1, 1, 1], [0.1, 0.2, 0.3])))  # one class: no AUROC

@@ -287,3 +287,25 @@ def test_the_browser_check_catches_broken_links_images_and_errors(browser, tiny_
     assert "/nowhere.html: broken link" in text
     assert "/a_ok.html: 1 missing/broken image" in text
     assert "/b_error.html: error output" in text
+
+
+def test_readme_leaderboard_rows_come_from_the_csv(tmp_path):
+    import pandas as pd
+
+    from adlib.report import README_END, README_START, update_readme_leaderboard
+
+    board = tmp_path / "07_leaderboard.csv"
+    pd.DataFrame({"method": ["A", "B", "C"], "block": ["unsupervised"] * 3, "n_datasets": [5, 5, 4],
+                  "mean_rank": [1.5, 2.5, None], "mean_auroc": [0.71, 0.93, 0.5], "profile": ["cpu"] * 3}).to_csv(
+        board, index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold rows\n{README_END}\nrest\n")
+    assert update_readme_leaderboard(readme, board, top=2)
+    text = readme.read_text()
+    assert "old rows" not in text and text.startswith("intro\n") and text.endswith("rest\n")
+    rows = [line for line in text.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    # ranked methods first, by mean rank; an unranked method (C) comes after them whatever its AUROC
+    assert rows == ["| 1 | A | unsupervised | 71.0 | 1.50 | 5 |", "| 2 | B | unsupervised | 93.0 | 2.50 | 5 |"]
+    assert "| C |" not in text  # top=2
+    readme.write_text("no markers\n")
+    assert not update_readme_leaderboard(readme, board)

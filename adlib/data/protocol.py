@@ -8,6 +8,7 @@ test       = the whole test split, touched only for the final numbers.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,8 +126,16 @@ class Protocol:
         return self.source.short() if self.source is not None else self.train.meta.get("source", "generated")
 
     def data_sha256(self) -> str:
-        """SHA-256 of the file the images were read from ('' for generated data)."""
-        return _file_sha256(self.source.path) if self.source is not None else ""
+        """SHA-256 of the file the images were read from; for generated data, of the splits' images and labels
+        (small sets: the hash tells two generated datasets apart, e.g. two data seeds)."""
+        if self.source is not None:
+            return _file_sha256(self.source.path)
+        digest = hashlib.sha256()
+        for part in (self.train, self.val, self.test):
+            digest.update(part.images.contiguous().numpy().tobytes() if torch.is_tensor(part.images)
+                          else np.ascontiguousarray(part.images).tobytes())
+            digest.update(np.ascontiguousarray(np.asarray(part.labels)).tobytes())
+        return digest.hexdigest()
 
 
 def cap_splits(protocol: Protocol, val_cap: int | None, test_cap: int | None, seed: int = 0) -> Protocol:
