@@ -309,3 +309,15 @@ def test_readme_leaderboard_rows_come_from_the_csv(tmp_path):
     assert "| C |" not in text  # top=2
     readme.write_text("no markers\n")
     assert not update_readme_leaderboard(readme, board)
+
+
+def test_readme_command_refuses_a_readme_without_markers(tmp_path, monkeypatch, capsys):
+    from adlib import report
+
+    monkeypatch.setattr(report, "PROJECT_ROOT", tmp_path)
+    (tmp_path / "README.md").write_text("a README without the markers\n")
+    assert report.main(["--readme", "--leaderboard", str(tmp_path / "missing.csv")]) == 2
+    assert report.README_START in capsys.readouterr().err  # it says which lines to put back
+    (tmp_path / "README.md").write_text(f"{report.README_START}\n{report.README_END}\n")
+    assert report.main(["--readme", "--leaderboard", str(tmp_path / "missing.csv")]) == 0  # nothing to copy yet
+    assert "run notebook 07" in capsys.readouterr().out
