@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .paths import PROJECT_ROOT, results_dir
+from .paths import results_dir_of as results_folder_for  # a profile's rows: results/ or results/<profile>/
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RAY_ENV = "ADLIB_RAY_ADDRESS"
@@ -475,7 +476,9 @@ def cell_stats(grid: pd.DataFrame) -> pd.DataFrame:
         a = pd.to_numeric(g["AUROC"], errors="coerce").to_numpy()
         lo, hi = bootstrap_ci(a)
         num = lambda c, f: float(f(pd.to_numeric(g[c], errors="coerce"))) if c in g else float("nan")  # noqa: E731
-        rows.append(dict(block=block, method=method, data=data, n_seeds=len(a), AUROC_mean=a.mean(),
+        rows.append(dict(block=block, method=method, data=data,
+                         weights="/".join(sorted(set(g["weights"].astype(str)))) if "weights" in g else "",
+                         n_seeds=len(a), AUROC_mean=a.mean(),
                          AUROC_std=a.std(ddof=1) if len(a) > 1 else float("nan"), ci_low=lo, ci_high=hi,
                          image_ci_low=num("AUROC_ci_low", pd.Series.mean),
                          image_ci_high=num("AUROC_ci_high", pd.Series.mean),
@@ -534,7 +537,9 @@ def leaderboard(cells: pd.DataFrame, ranks: dict | None = None) -> pd.DataFrame:
         res = ranks.get(block)
         mean_rank = float(res.rankdf.loc[method, "meanrank"]) if res is not None and method in res.rankdf.index \
             else float("nan")
-        row = dict(method=method, block=block, n_datasets=int(g["data"].nunique()), mean_rank=mean_rank,
+        row = dict(method=method, block=block,
+                   weights="/".join(sorted(set("/".join(g["weights"].astype(str)).split("/")))) if "weights" in g
+                   else "", n_datasets=int(g["data"].nunique()), mean_rank=mean_rank,
                    mean_auroc=float(g["AUROC_mean"].mean()), fit_seconds=float(g["fit_seconds"].mean()),
                    score_seconds=float(g["score_seconds"].mean()), added_memory_MB=float(g["added_memory_MB"].max()))
         for _, c in g.iterrows():
@@ -619,8 +624,10 @@ def reasons(row: dict, ours: pd.DataFrame, paper_size=np.nan, paper_weights: str
     """The reasons we name for a gap, from our rows' provenance: data substitute, image size, weights, budget."""
     out = []
     source = "; ".join(sorted(set(ours["data_source"].dropna().astype(str)))) if "data_source" in ours else ""
-    if row["dataset_paper"] not in same_data or "substitute" in source:
+    if row["dataset_paper"] not in same_data:
         out.append(f"data substitute ({row['dataset_paper']} -> ours: {source or row['our_dataset']})")
+    elif "substitute" in source or "rebuilt" in source:
+        out.append(f"same images, rebuilt file ({source})")
     sizes = sorted(set(pd.to_numeric(ours["image_size"], errors="coerce").dropna().astype(int)))
     if np.isfinite(paper_size) and sizes and sizes != [int(paper_size)]:
         out.append(f"image size ({int(paper_size)} px -> ours {'/'.join(map(str, sizes))} px)")
@@ -686,18 +693,15 @@ def paper_vs_ours(printed: pd.DataFrame, rows: pd.DataFrame,
                         dataset_ours=p["our_dataset"] or "", method=p["method_paper"], variant=p["variant"],
                         metric=p["metric"], printed=p["printed"], ours=round(value, 2) if np.isfinite(value) else value,
                         n_seeds=int(ours["seed"].nunique()) if not ours.empty else 0,
+                        weights="/".join(sorted(set(ours["weights"].astype(str)))) if not ours.empty else "",
+                        profile="/".join(sorted(set(ours["profile"].astype(str)))) if not ours.empty
+                        and "profile" in ours else "",
                         difference=round(value - p["printed"], 2) if np.isfinite(value) else float("nan"),
                         reason="; ".join(filter(None, [reasons(p, ours, p["_size"], p["_weights"], p["_same_data"]),
                                                        classes])) if not ours.empty else
                         ("no run of ours" if p["our_dataset"] else "dataset not available here"),
                         source=ours["source"].iloc[0] if not ours.empty else ""))
     return pd.DataFrame(out)
-
-
-def results_folder_for(profile: str) -> Path:
-    """Where a profile's rows are: results/ for cpu, results/<profile>/ otherwise (see adlib.paths)."""
-    base = Path(os.environ["ADLIB_RESULTS"]) if os.environ.get("ADLIB_RESULTS") else PROJECT_ROOT / "results"
-    return base if profile == "cpu" else base / profile
 
 
 __all__ = ["Job", "ConfigRef", "build_grid", "existing_rows", "data_fingerprint", "matching_rows", "matching_row",

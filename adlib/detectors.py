@@ -151,7 +151,8 @@ class Detector(ABC):
                 self._emitted_latent = None
                 return base + extra, {**logs, "baseline": float(base.detach()), **extra_logs}
 
-            out.append(dataclasses.replace(phase, loss=loss, pass_indices=True))
+            out.append(dataclasses.replace(phase, loss=loss, pass_indices=True,
+                                           modules={**phase.modules, **hook.modules()}))
         return out
 
 
@@ -161,6 +162,7 @@ class LatentHook(ABC):
     setup(dim, device, data)          once per fit, before training: build parameters for a z of length ``dim``;
                                       ``data`` is the ImageSet the batches' indices refer to.
     parameters()                      trainable tensors added to the latent phase's optimizer.
+    modules()                         the nn.Modules holding them, checkpointed and restored with the detector.
     prepare(batch, step, indices)     the batch the detector trains on (return ``batch`` itself when unchanged).
     loss(z, step, indices)            (extra loss tensor, {name: float}) for the z of the prepared batch.
     """
@@ -170,6 +172,10 @@ class LatentHook(ABC):
 
     def parameters(self) -> list:
         return []
+
+    def modules(self) -> dict:
+        """{name: nn.Module} holding ``parameters()``: trained, checkpointed and rolled back with the detector."""
+        return {}
 
     def prepare(self, batch: torch.Tensor, step: int, indices: torch.Tensor) -> torch.Tensor:
         return batch

@@ -107,6 +107,12 @@ def metrics_at_threshold(split: ScoredSplit, threshold: float) -> dict[str, floa
     }
 
 
+def all_anomalous_baseline(labels) -> dict[str, float]:
+    """ACC and F1 of calling every image anomalous: the floor that a threshold flagging everything reaches."""
+    y = np.asarray(labels).astype(bool)
+    return {"ACC": float(y.mean()), "F1": float(2 * y.sum() / (y.sum() + len(y))) if len(y) else float("nan")}
+
+
 def evaluate_scores(val: ScoredSplit, test: ScoredSplit) -> dict[str, float]:
     """AUROC (with its bootstrap 95 % CI over test images) and AP on test, plus F1/ACC/SEN/SPE at the threshold
     chosen on validation."""

@@ -27,24 +27,31 @@ def cache_dir() -> Path:
     return base.resolve()
 
 
-def _profile_dir(kind: str, env: str) -> Path:
+def profile_dir(kind: str, env: str, profile: str, create: bool = True) -> Path:
     """figures/ or results/ for the cpu profile (the committed outputs), figures/<profile>/ for any other, so
     that no profile ever overwrites another's files. $ADLIB_FIGURES / $ADLIB_RESULTS override the base."""
-    from .profiles import active_profile_name
-
     base = Path(os.environ[env]) if os.environ.get(env) else PROJECT_ROOT / kind
-    profile = active_profile_name()
     path = base if profile == "cpu" else base / profile
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def figures_dir() -> Path:
-    return _profile_dir("figures", "ADLIB_FIGURES")
+    from .profiles import active_profile_name
+
+    return profile_dir("figures", "ADLIB_FIGURES", active_profile_name())
 
 
 def results_dir() -> Path:
-    return _profile_dir("results", "ADLIB_RESULTS")
+    from .profiles import active_profile_name
+
+    return profile_dir("results", "ADLIB_RESULTS", active_profile_name())
+
+
+def results_dir_of(profile: str) -> Path:
+    """A given profile's results folder (not the active one's), without creating it."""
+    return profile_dir("results", "ADLIB_RESULTS", profile, create=False)
 
 
 def relative_to_project(path: str | os.PathLike) -> str:

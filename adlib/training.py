@@ -100,6 +100,9 @@ class Phase:
     scheduler: object | None = None
     grad_clip: float | None = None
     pass_indices: bool = False  # call loss(batch, step, indices): the rows of the data, e.g. for cached targets
+    # modules this phase trains besides the loop's models (e.g. a latent hook's heads): checkpointed, resumed and
+    # rolled back to the best monitored step together with them
+    modules: dict = field(default_factory=dict)
 
     def runs_at(self, step: int) -> bool:
         return step % self.every == 0
@@ -226,6 +229,11 @@ def train_loop(models: "torch.nn.Module | dict[str, torch.nn.Module]", phases: l
     """
     device = device or choose_device()
     models = _as_models(models)
+    for phase in phases:
+        for name, module in phase.modules.items():
+            if models.get(name, module) is not module:
+                raise ValueError(f"phase {phase.name!r} adds a module named {name!r}, which the loop already has")
+            models[name] = module
     for m in models.values():
         m.to(device)
     names = [p.name for p in phases]
@@ -237,6 +245,9 @@ def train_loop(models: "torch.nn.Module | dict[str, torch.nn.Module]", phases: l
     ckpt = Path(checkpoint_path) if checkpoint_path else None
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt)
+        if set(state["models"]) != set(models):
+            raise ValueError(f"checkpoint {ckpt} holds the models {sorted(state['models'])}, this run trains "
+                             f"{sorted(models)}: it belongs to another configuration; delete it to start afresh")
         for name, m in models.items():
             m.load_state_dict(state["models"][name])
         for p in phases:

@@ -20,7 +20,9 @@
 # (Skip-GANomaly) by *chains of convolution blocks* (CCB) - a few conv 3x3 + ReLU blocks on each
 # encoder-decoder connection - beats AnoGAN, EGBAD, GANomaly and Skip-GANomaly on every CIFAR-10 class
 # (Table 1 / Fig. 5: e.g. bird 0.758 vs 0.581 AUROC) and on every medical task (ILD CT patches, HAM10000 skin
-# lesions; ACC and F1, Tables 2-5), so the ranking is CCB-AAE > Skip-GANomaly > GANomaly > EGBAD/AnoGAN.
+# lesions; ACC and F1, Tables 2-5). Among the baselines its tables mostly, not always, put Skip-GANomaly above
+# GANomaly above EGBAD and AnoGAN (GANomaly leads Skip-GANomaly on dog, horse and ILD fibrosis); the claim we
+# test is the headline one: CCB-AAE is the best method on each task.
 # (2) Short chains are best: lengths [1, 2, 3, 4] (bottom to top) beat x2 ... x8 (Tables 6/7).
 #
 # ILD and HAM10000 are not available here. We rebuild the comparison on CIFAR-10 (the paper's direction: one
@@ -53,6 +55,7 @@ from adlib.methods.adversarial_ae.experiments import (AE_FAMILY, METHODS, PAPER_
                                                       detector_kwargs, example_rows, length_label,
                                                       paper_numbers_ccb_aae, per_class_rows, seed_dots)
 from adlib.gan import count_parameters
+from adlib.metrics import all_anomalous_baseline
 from adlib.paper_numbers import paper_numbers
 from adlib.results import ResultsTable, mean_pm_std, save_frame
 from adlib.training import choose_device
@@ -85,7 +88,7 @@ def steps_for(kind: str, n_train: int) -> int:
 # batch 64 instead of 50 epochs; CIFAR-10 runs two of the ten classes (plane, the paper's easiest, and bird,
 # its hardest) with 2,000 of the 45,000 normal training images, a seeded 300-image validation subset and a
 # seeded 1,000-image test subset; GANomaly, Skip-GANomaly and CCB-AAE get 3 seeds on PneumoniaMNIST,
-# everything else one seed. At this budget the networks are far from converged, so the numbers say how the
+# everything else one seed. This budget is a small fraction of the paper's training, so the numbers say how the
 # methods compare *early in training*, not what they reach.
 
 # %% [markdown]
@@ -171,6 +174,7 @@ cifar_runs = {}
 for cls in cfg["cifar_classes"]:
     cifar = cifar10_one_vs_rest(cls, "one_anomalous", size=32, max_train=cfg.get("cifar_max_train"), seed=0)
     cap(cifar, cfg.get("cifar_val_cap"), cfg.get("cifar_test_cap"))
+    print(f"{cifar.dataset}: {cifar.data_source()}, train normals {len(cifar.train)}, test {cifar.test.counts()}")
     steps = steps_for("cifar", len(cifar.train))
     for method in METHODS:
         for seed in cfg["gan_seeds"]:
@@ -239,7 +243,11 @@ saved = [table_med.save(), table_retina.save()]
 # %%
 METRICS = ["AUROC", "ACC", "F1"]
 med_summary = table_med.summary()
-display(mean_pm_std(med_summary, METRICS)[["dataset", "method", "n_seeds", *METRICS]])
+display(mean_pm_std(med_summary, [*METRICS, "SEN", "SPE"])[["dataset", "method", "n_seeds", *METRICS, "SEN", "SPE",
+                                                            "profile", "weights"]])
+for prot in (pneumonia, breast):  # ACC / F1 at this level with SPE 0: the validation threshold flags every image
+    floor = all_anomalous_baseline(prot.test.labels)
+    print(f"{prot.dataset}: calling every test image anomalous gives ACC {floor['ACC']:.3f}, F1 {floor['F1']:.3f}")
 grades = table_retina.frame().pivot_table(index="method", columns="dataset", values=["ACC", "F1"], sort=False)
 display(grades.reindex(list(METHODS)).round(3))
 
@@ -357,22 +365,32 @@ lines = [f"Profile {PROFILE}: {len(cfg['cifar_classes'])} CIFAR-10 class(es), me
          f"{steps_for('med', len(pneumonia.train))} steps on PneumoniaMNIST."]
 
 
-def ranking_holds(values: pd.Series) -> bool:
-    return bool(values["CCB-AAE"] > values["Skip-GANomaly"] > values["GANomaly"])
+def best_method(values: pd.Series) -> tuple[str, float]:
+    """The method with the highest value and its lead over the runner-up."""
+    ordered = values.sort_values(ascending=False)
+    return ordered.index[0], float(ordered.iloc[0] - ordered.iloc[1])
 
 
 cifar_mean = t1.groupby("method")["AUROC"].mean()
+per_class = t1.pivot_table(index="class", columns="method", values="AUROC")
 lines.append("CIFAR-10 mean test AUROC over the classes run: " + ", ".join(
-    f"{m} {cifar_mean[m]:.3f}" for m in METHODS if m in cifar_mean) + ". The paper's ranking CCB-AAE > "
-    f"Skip-GANomaly > GANomaly {'holds' if ranking_holds(cifar_mean) else 'does not hold'} here.")
-checks = []
+    f"{m} {cifar_mean[m]:.3f}" for m in METHODS if m in cifar_mean) + ". Best per class (lead over the runner-up; "
+    f"{len(cfg['gan_seeds'])} seed(s), so a lead of a few thousandths is not a difference): " + "; ".join(
+        f"{c} {best_method(per_class.loc[c])[0]} ({best_method(per_class.loc[c])[1]:+.3f})" for c in per_class.index)
+    + ". The paper: CCB-AAE on every class.")
+checks, degenerate = [], []
 for name in ("pneumonia", "breast", "retina"):
     s = med_summary.query("dataset == @name").set_index("method")
+    degenerate += [f"{name} {m}" for m in s.index if s.loc[m, "SPE_mean"] == 0]
     for metric in METRICS:
-        checks.append((name, metric, ranking_holds(s[f"{metric}_mean"])))
-held = [f"{n} {m}" for n, m, ok in checks if ok]
-lines.append(f"Medical sets: the ranking CCB-AAE > Skip-GANomaly > GANomaly holds in {len(held)} of {len(checks)} "
-             f"(dataset, metric) pairs" + (f" ({', '.join(held)})." if held else "."))
+        checks.append((name, metric, *best_method(s[f"{metric}_mean"])))
+ccb_best = [f"{n} {m} (by {lead:.3f})" for n, m, who, lead in checks if who == "CCB-AAE"]
+lines.append(f"Medical sets: CCB-AAE is the best method in {len(ccb_best)} of {len(checks)} (dataset, metric) pairs"
+             + (f": {', '.join(ccb_best)}." if ccb_best else ".") + " The paper: in all of its (dataset, metric) pairs.")
+if degenerate:
+    lines.append(f"In {len(degenerate)} medical rows ({', '.join(degenerate)}) the validation threshold flags every "
+                 "test image (SPE 0): their ACC and F1 are the all-anomalous floor printed under the table and say "
+                 "nothing about the method; compare AUROC there.")
 pns = med_summary.query("dataset == 'pneumonia'").set_index("method")
 best = pns["AUROC_mean"].idxmax()
 gap = pns.loc["CCB-AAE", "AUROC_mean"] - pns.loc["Skip-GANomaly", "AUROC_mean"]
@@ -385,11 +403,12 @@ lines.append(f"PneumoniaMNIST ({n_seeds} seed(s)): best AUROC {best} {pns.loc[be
 below = [m for m in METHODS if pns.loc[m, "AUROC_mean"] < 0.5]
 if below:
     lines.append(f"Below chance on PneumoniaMNIST (pneumonia images score as *more* normal): {', '.join(below)}; "
-                 "notebook 00 found the same for a plain autoencoder's reconstruction error.")
+                 "notebook 00 looks into why a plain autoencoder's reconstruction error does this.")
 gan_best = max(pns.loc[m, "AUROC_mean"] for m in ("AnoGAN", "EGBAD"))
 ae_best = max(pns.loc[m, "AUROC_mean"] for m in AE_FAMILY)
 lines.append(f"The GAN baselines (best {gan_best:.3f}) are {'below' if gan_best < ae_best else 'not below'} "
-             f"the best autoencoder ({ae_best:.3f}) on PneumoniaMNIST, as in the paper's tables.")
+             f"the best autoencoder ({ae_best:.3f}) on PneumoniaMNIST"
+             + (", as in the paper's tables." if gan_best < ae_best else "; in the paper's tables they are below."))
 length = t6.groupby("factor")[["ACC", "F1"]].mean()
 rho = {m: length[m].corr(pd.Series(length.index, index=length.index), method="spearman") for m in ("ACC", "F1")}
 acc_by_length = ", ".join(f"x{f} {v:.3f}" for f, v in length["ACC"].items())
@@ -405,8 +424,9 @@ print("\n".join("- " + line for line in lines))
 print(f"\nnotebook wall time: {(time.perf_counter() - notebook_start) / 60:.1f} min")
 
 # %% [markdown]
-# **Where we differ from the paper, and why.** The data differ (MedMNIST instead of ILD and HAM10000, and CIFAR
-# subsets in the cpu profile), the networks are narrower and trained for minutes instead of 50 epochs, so the
+# **Where we differ from the paper, and why.** The data differ (MedMNIST instead of ILD and HAM10000; CIFAR-10
+# from the JPEG re-encoding that is the only copy here, printed with the data source above, and subsets of it in
+# the cpu profile), the networks are narrower and trained for minutes instead of 50 epochs, so the
 # printed numbers are context, not targets. The paper does not say how its checkpoint, its score weight alpha
 # or its ACC/F1 threshold were chosen; we choose all three on the validation split only (choosing them on the
 # test split, as some public GANomaly-family code does, inflates the numbers). The paper does not say whether

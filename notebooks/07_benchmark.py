@@ -29,8 +29,9 @@
 # results/: a row with the same dataset, image size, method, seed, weights source (and K) *is* that cell, and
 # only the missing cells run (through `adlib.experiment.run_experiment`, scheduled by `joblib`; set
 # `$ADLIB_RAY_ADDRESS` to run them on a Ray cluster). The match does not include the training budget: a reused
-# row keeps the budget (network width, steps, image subset) of the notebook that wrote it, and where two notebooks
-# ran the same cell the lower-numbered notebook's row is used. The leaderboard therefore compares each method at
+# row keeps the budget (network width, steps, image subset) of the notebook that wrote it, and a cell takes all
+# its seeds from the one results file that ran the most of them (the lower-numbered notebook on a tie), so a
+# cell never mixes two notebooks' budgets; the grid table names each row's file. The leaderboard therefore compares each method at
 # the budget its own paper notebook gave it; the cells that run here use this notebook's config.
 #
 # Sections: setup · parameters · data · grid · evaluation (leaderboard, ranking) · figures · paper vs ours ·
@@ -143,9 +144,9 @@ grid = bench.grid_frame(planned + ran, jobs)
 print(f"ran {len(ran)} jobs in {run_seconds:.0f} s with {values.get('n_jobs', 1)} joblib worker(s)")
 saved = [save_frame(grid, "07_grid", provenance_columns(cfg))]
 grid_checkpoint.unlink(missing_ok=True)  # the grid is saved: a later run starts afresh
-display(grid[~grid["how"].str.startswith("not run")][["method", "block", "data", "seed", "how", "source", "AUROC",
-                                                 "pixel_AUROC", "fit_seconds", "score_seconds",
-                                                 "added_memory_MB"]].round(3))
+display(grid[~grid["how"].str.startswith("not run")][["method", "block", "data", "seed", "weights", "profile", "how",
+                                                       "source", "AUROC", "pixel_AUROC", "fit_seconds",
+                                                       "score_seconds", "added_memory_MB"]].round(3))
 
 # %% [markdown]
 # ## Evaluation
@@ -246,8 +247,8 @@ display(cost.round(2))
 #
 # Every number the five papers printed (their units: percent), beside ours from the paper notebooks' rows (mean
 # over seeds) and the difference. The reason column is generated from our rows' provenance columns: a
-# different or rebuilt dataset (data substitute), a smaller image size, other pretrained weights, or a
-# reduced training budget (a profile other than paper). Printed numbers without a run of ours are in the saved
+# different dataset (data substitute) or the paper's images in a rebuilt file, a smaller image size, other
+# pretrained weights, or a reduced training budget (a profile other than paper). Printed numbers without a run of ours are in the saved
 # table (results/07_paper_vs_ours.csv) and left out below.
 
 # %%
@@ -268,9 +269,12 @@ unsup = board[board["block"] == bench.UNSUPERVISED]
 lines = []
 if len(unsup):
     top = unsup.iloc[0]
-    lines.append(f"In the unsupervised block, {len(unsup)} methods have results on at least one dataset; "
-                 f"{top['method']} leads with mean rank {top['mean_rank']:.2f} and mean AUROC "
-                 f"{top['mean_auroc']:.3f} over {int(top['n_datasets'])} datasets."
+    n_ranked = int(unsup["mean_rank"].notna().sum())
+    lines.append(f"In the unsupervised block, {len(unsup)} methods have results on at least one dataset and "
+                 f"{n_ranked} on all {int(top['n_datasets'])} ranked datasets; among those {n_ranked}, "
+                 f"{top['method']} has the best mean rank ({top['mean_rank']:.2f}; mean AUROC {top['mean_auroc']:.3f}). "
+                 f"The {len(unsup) - n_ranked} others are not ranked, and their mean AUROC is over other, fewer "
+                 "datasets, so it does not compare with the ranked methods'."
                  if np.isfinite(top["mean_rank"]) else
                  f"In the unsupervised block, {len(unsup)} methods have results; none could be ranked "
                  f"({rank_notes.get(bench.UNSUPERVISED)}); the highest mean AUROC is {top['method']}'s "
@@ -288,17 +292,19 @@ for _, w in weak.iterrows():
     lines.append(f"{w['method']} ({w['block']}): mean AUROC {w['mean_auroc']:.3f} over {int(w['n_datasets'])} "
                  "dataset(s).")
 if len(pixel):
-    best_px = pixel.sort_values("pixel_AUROC", ascending=False).iloc[0]
-    lines.append(f"On the synthetic lesions, {pixel['method'].nunique()} detectors give anomaly maps; {best_px['method']} "
-                 f"localises best (pixel AUROC {best_px['pixel_AUROC']:.3f}, image AUROC "
-                 f"{best_px['AUROC_mean']:.3f}).")
+    by_pixel = pixel.sort_values("pixel_AUROC", ascending=False)
+    lines.append(f"On the synthetic lesions, {pixel['method'].nunique()} detectors give anomaly maps; the best pixel "
+                 "AUROCs: " + ", ".join(f"{r['method']} ({r['data']}) {r['pixel_AUROC']:.3f}"
+                                        for _, r in by_pixel.head(3).iterrows())
+                 + " (image AUROC of the first: " + f"{by_pixel['AUROC_mean'].iloc[0]:.3f}).")
 if len(matched):
     auroc_vs = matched[matched["metric"] == "AUROC"]
     below = int((auroc_vs["difference"] < 0).sum())
     lines.append(f"Of {len(auroc_vs)} printed AUROCs that we have a counterpart for, ours are lower for {below} "
                  f"(median difference {auroc_vs['difference'].median():+.1f} points); "
                  f"{int(auroc_vs['reason'].str.contains('data substitute').sum())} of them compare on a "
-                 f"substitute dataset and {int(auroc_vs['reason'].str.contains('budget').sum())} at a reduced "
+                 f"substitute dataset, {int(auroc_vs['reason'].str.contains('same images').sum())} on the paper's "
+                 f"own images in a rebuilt file, and {int(auroc_vs['reason'].str.contains('budget').sum())} at a reduced "
                  "budget: a gap mixes those differences with the method's own, so on its own it neither confirms "
                  "nor refutes the paper's number (the per-notebook discussions test the papers' claims).")
 if len(cost) and cost["fit_seconds"].notna().any():

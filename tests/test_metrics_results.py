@@ -163,3 +163,13 @@ def test_auroc_bootstrap_ci_over_test_images():
     assert auroc_bootstrap_ci(y, s) == (lo, hi)  # seeded
     assert auroc_bootstrap_ci([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == (1.0, 1.0)  # separated in every resample
     assert all(np.isnan(auroc_bootstrap_ci([1, 1, 1], [0.1, 0.2, 0.3])))  # one class: no AUROC
+
+
+def test_all_anomalous_baseline_is_the_metrics_of_flagging_everything():
+    from adlib.metrics import all_anomalous_baseline
+
+    labels = np.array([0, 1, 1, 1])
+    split = ScoredSplit(np.ones(4), labels, "hand-made")
+    flagged = metrics_at_threshold(split, 0.5)  # every score >= threshold: all anomalous
+    assert all_anomalous_baseline(labels) == pytest.approx({"ACC": flagged["ACC"], "F1": flagged["F1"]})
+    assert all_anomalous_baseline(labels) == pytest.approx({"ACC": 0.75, "F1": 6 / 7})

@@ -319,5 +319,29 @@ def test_readme_command_refuses_a_readme_without_markers(tmp_path, monkeypatch, 
     assert report.main(["--readme", "--leaderboard", str(tmp_path / "missing.csv")]) == 2
     assert report.README_START in capsys.readouterr().err  # it says which lines to put back
     (tmp_path / "README.md").write_text(f"{report.README_START}\n{report.README_END}\n")
+    assert report.main(["--readme", "--leaderboard", str(tmp_path / "missing.csv")]) == 2  # no wall-time markers
+    assert report.WALL_START in capsys.readouterr().err
+    (tmp_path / "README.md").write_text(f"{report.README_START}\n{report.README_END}\n{report.WALL_START}\n"
+                                        f"{report.WALL_END}\n")
     assert report.main(["--readme", "--leaderboard", str(tmp_path / "missing.csv")]) == 0  # nothing to copy yet
     assert "run notebook 07" in capsys.readouterr().out
+
+
+def test_readme_wall_times_come_from_the_notebooks_metadata(tmp_path):
+    import nbformat
+
+    from adlib import report
+
+    for name, seconds in (("00_a", 90.4), ("01_b", 1300.0)):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["papermill"] = {"duration": seconds, "start_time": "2026-01-02T03:04:05+00:00"}
+        nb.metadata["adlib"] = {"executed_with": {"profile": "cpu"}}
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{report.WALL_START}\nstale\n{report.WALL_END}\nbottom\n")
+    assert report.update_readme_wall_times(readme, tmp_path)
+    text = readme.read_text()
+    assert "stale" not in text and text.startswith("top\n") and text.endswith("bottom\n")
+    assert "| 00_a | cpu | 90 s | 2026-01-02 03:04 |" in text
+    assert "| 01_b | cpu | 1300 s (21.7 min) | 2026-01-02 03:04 |" in text
+    assert "20-minute target: 01." in text

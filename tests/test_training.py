@@ -119,3 +119,31 @@ def test_set_cpu_threads_reads_environment_and_rejects_nonsense(monkeypatch):
                 set_cpu_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_modules_a_phase_adds_are_rolled_back_and_checkpointed_with_the_models(synthetic, tmp_path, one_torch_thread):
+    from adlib.training import Monitor, Phase, train_loop
+
+    model, _ = _fresh()
+    head = torch.nn.Linear(4, 2)  # e.g. a latent hook's classifier head, trained by the same optimizer
+    opt = torch.optim.Adam(list(model.parameters()) + list(head.parameters()), lr=1e-2)
+    snapshots, values = {}, iter([0.1, 0.5, 0.6, 0.7])  # best at the first evaluation, worse after it
+
+    def evaluate(step):
+        snapshots[step] = head.weight.detach().clone()
+        return next(values)
+
+    def loss(batch, step):
+        return _loss(model, batch, step) + head(torch.ones(1, 4)).pow(2).sum()
+
+    ckpt = tmp_path / "run.pt"
+    train_loop({"ae": model}, [Phase("ae", opt, loss, modules={"head": head})], synthetic.train, steps=8,
+               batch_size=16, seed=0, monitor=Monitor("toy", evaluate, mode="min", every=2), checkpoint_path=ckpt,
+               checkpoint_every=4, progress=False, device=torch.device("cpu"))
+    first = min(snapshots)
+    assert torch.equal(head.weight, snapshots[first])  # rolled back with the model, not left at its last step
+    assert not torch.equal(snapshots[first], snapshots[max(snapshots)])
+    assert set(torch.load(ckpt, weights_only=False)["models"]) == {"ae", "head"}
+    with pytest.raises(ValueError, match="belongs to another configuration"):  # a stale checkpoint is refused
+        train_loop({"ae": model}, [Phase("ae", opt, loss)], synthetic.train, steps=8, batch_size=16, seed=0,
+                   checkpoint_path=ckpt, progress=False, device=torch.device("cpu"))

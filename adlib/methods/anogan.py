@@ -2,7 +2,7 @@
 
 Training: a DCGAN on normal images only (generator = the G_D blocks of `adlib.gan` without skips
 or dropout, discriminator = the DCGAN discriminator, both with the standard DCGAN depth down to a 4 x 4 grid,
-`network.dcgan_depth`; binary cross-entropy for D, the non-saturating loss for G;
+`adlib.gan.dcgan_depth`; binary cross-entropy for D, the non-saturating loss for G;
 Adam lr 2e-4, betas 0.5/0.999). There is no model selection: GAN losses do not tell which step is best, and a
 validation-AUROC monitor would need a latent search per evaluation; the last step is kept.
 
@@ -94,10 +94,12 @@ class AnoGANDetector(Detector):
         """Latent search for every image; returns z, G(z) in [0, 1], residual, discrimination loss and score."""
         if self.generator is None:
             raise RuntimeError("call fit() before scoring")
-        hp = self.hp
         G, D = self.generator.eval(), self.discriminator.eval()
-        for p in list(G.parameters()) + list(D.parameters()):
-            p.requires_grad_(False)
+        with frozen(G, D):  # gradients reach z only; the networks' flags come back afterwards
+            return self._search(images, G, D)
+
+    def _search(self, images, G, D) -> dict[str, torch.Tensor]:
+        hp = self.hp
         out = {k: [] for k in ("z", "x_hat", "residual", "discrimination", "score")}
         t0, n = time.perf_counter(), 0
         for b in checked_float_batches(images, hp["search_batch"], channels=self.channels, size=self.size,

@@ -4,7 +4,7 @@ A BiGAN: an encoder E (image -> z), a generator G (z -> image) and a joint discr
 pairs (x, E(x)) from pairs (G(z), z), z ~ N(0, I). D is trained with binary cross-entropy; E and G together
 with the swapped labels (non-saturating). The networks are the DCGAN blocks of `adlib.gan`
 (E as G_E, G as G_D without skip connections or dropout, D with an image branch, a latent branch and a joint
-layer with dropout 0.2), at the standard DCGAN depth (down to a 4 x 4 grid, `network.dcgan_depth`).
+layer with dropout 0.2), at the standard DCGAN depth (down to a 4 x 4 grid, `adlib.gan.dcgan_depth`).
 
 Score (EGBAD, feature-matching variant): A(x) = alpha * ||x - G(E(x))||_1 + (1 - alpha) * ||f(x, E(x)) -
 f(G(E(x)), E(x))||_1 (per-image means), alpha = 0.9, where f is D's joint layer. Kept checkpoint: best

@@ -150,9 +150,9 @@ def alpha_curve(tables: dict[str, pd.DataFrame], title: str) -> plt.Figure:
 
 
 def example_rows(detector, images: ImageSet, labels: tuple[str, str] = ("normal", "anomalous")) -> tuple[dict, list]:
-    """Rows (input / reconstruction / residual) and titles for `plots.image_grid`."""
+    """Rows (input / reconstruction / anomaly map) and titles for `plots.image_grid`."""
     scores = detector.score(images)
     rows = {"input": images.images, "reconstruction": detector.reconstruct(images),
-            "residual²": detector.anomaly_maps(images)}
+            "anomaly map": detector.anomaly_maps(images)}  # |x - x̂| or (x - x̂)², as each detector defines it
     titles = [f"{labels[int(y)]} {s:.2f}" for y, s in zip(images.labels, scores)]
     return rows, titles

@@ -13,6 +13,7 @@ from sklearn.metrics import confusion_matrix
 
 from ...data.imageset import concat, iter_float_batches
 from ...data.protocol import Protocol
+from ...data.protocol import cap_splits as cap  # noqa: F401  (the notebooks import it from here)
 from ...experiment import METRIC_KEYS, ExperimentResult, record_row
 from ...metrics import ScoredSplit, evaluate_scores
 from ...plots import embed_2d
@@ -43,13 +44,6 @@ def paper_beside(dataset: str, method: str, metric: str) -> tuple[str, float, fl
         r = rows[rows["dataset"] == near].iloc[0]
         return near, float(r["mean"]), float(r["std"])
     return "mean of 3 (no counterpart)", float(rows["mean"].mean()), float("nan")
-
-
-def cap(protocol: Protocol, val_cap: int | None, test_cap: int | None, seed: int = 0) -> Protocol:
-    """Seeded subsets of the validation and test splits; None keeps a split whole."""
-    protocol.val = protocol.val.sample(val_cap, seed)
-    protocol.test = protocol.test.sample(test_cap, seed)
-    return protocol
 
 
 def joint_protocol(parts: list[Protocol]) -> Protocol:

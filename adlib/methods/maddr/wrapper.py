@@ -85,6 +85,9 @@ class MADDRHook(LatentHook):
     def parameters(self) -> list:
         return list(self.classifiers.parameters())
 
+    def modules(self) -> dict:
+        return {"latent_hook_heads": self.classifiers}
+
     def mixes_at(self, step: int) -> bool:
         if not self.mixup or step < self.mixup_from:
             return False

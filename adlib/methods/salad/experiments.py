@@ -97,10 +97,12 @@ def table_vs_paper(summary: pd.DataFrame, paper: pd.DataFrame, dataset_in_paper:
     for m in methods:
         ours = summary[summary["method"] == m]
         row = {"method": m}
+        if len(ours):
+            row.update({c: ours[c].iloc[0] for c in ("n_seeds", "profile", "weights") if c in ours})
         for metric in METRICS:
             if len(ours):
                 mean, std = ours[f"{metric}_mean"].iloc[0], ours[f"{metric}_std"].iloc[0]
-                row[f"ours {metric}"] = f"{mean:.3f} ± {0.0 if pd.isna(std) else std:.3f}"
+                row[f"ours {metric}"] = f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
             else:
                 row[f"ours {metric}"] = ""
             printed = paper[(paper["method"] == m) & (paper["dataset"] == dataset_in_paper)
