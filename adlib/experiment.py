@@ -130,7 +130,9 @@ def run_experiment(detector: "Detector | str | Callable[[], Detector]", protocol
                      score_images_per_s=round(score_meter.images_per_second, 1),
                      peak_memory_MB=round(max(fit_meter.peak_mb, score_meter.peak_mb), 1),
                      added_memory_MB=round(max(fit_meter.added_mb, score_meter.added_mb), 1),
-                     **({"best_step": best} if best is not None else {}), **extra)
+                     **({"best_step": best} if best is not None else {}),
+                     **({"checkpoint_criterion": history.checkpoint_criterion}
+                        if getattr(history, "checkpoint_criterion", "") else {}), **extra)
     return ExperimentResult(detector, val, test, metrics, row, status, timing)
 
 

@@ -165,6 +165,7 @@ class TrainHistory:
     seconds: float = 0.0
     images_seen: int = 0
     extras: dict = field(default_factory=dict)  # method-specific records (e.g. steps_per_epoch)
+    checkpoint_criterion: str = ""  # how the kept step was chosen (adlib.reconstruction: val_auroc, holdout_loss, last)
 
     @property
     def images_per_second(self) -> float:

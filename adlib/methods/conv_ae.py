@@ -2,7 +2,8 @@
 
 Score = mean squared reconstruction error per image; anomaly map = squared residual per pixel;
 embedding = the bottleneck code. ``loss="l1"`` trains and scores with the mean absolute error instead (the
-L1 auto-encoder of SALAD's Table I / Table III).
+L1 auto-encoder of SALAD's Table I / Table III). Kept checkpoint: the lowest loss on held-out training normals
+(``checkpoint_on="holdout_loss"``, explicit; see `adlib.reconstruction` for the other criteria).
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.imageset import ImageSet, iter_float_batches
-from ..detectors import Detector, register
-from ..training import TrainHistory, choose_device, seed_everything, split_holdout, train_steps
+from ..data.imageset import ImageSet
+from ..detectors import register
+from ..reconstruction import ReconstructionDetector
+from ..training import Phase, seed_everything
 
 
 class ConvAutoencoder(nn.Module):
@@ -66,54 +68,42 @@ LOSSES = {"l2": mse_per_image, "l1": mae_per_image}
 
 
 @register("conv_ae")
-class ConvAEDetector(Detector):
+class ConvAEDetector(ReconstructionDetector):
     """Train a ConvAutoencoder on normals with MSE (``loss="l2"``) or MAE (``"l1"``); anomalies reconstruct
     worse. The score is the same error per image."""
 
+    score_batch_size = 256
+
     def __init__(self, latent: int = 32, width: int = 32, steps: int = 1000, batch_size: int = 64, lr: float = 1e-3,
                  seed: int = 0, holdout_fraction: float = 0.1, eval_every: int = 100, patience: int | None = 5,
-                 checkpoint_path: str | None = None, device: str | None = None, progress: bool = True,
-                 loss: str = "l2"):
+                 checkpoint_on: str = "holdout_loss", checkpoint_path: str | None = None, device: str | None = None,
+                 progress: bool = True, loss: str = "l2"):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         self.error = LOSSES[loss]
-        self.hp = dict(loss=loss, latent=latent, width=width, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                       holdout_fraction=holdout_fraction, eval_every=eval_every, patience=patience)
-        self.checkpoint_path, self.progress = checkpoint_path, progress
-        self.device = choose_device(device)
-        self.model: ConvAutoencoder | None = None
-        self.history: TrainHistory | None = None
+        self._setup(dict(loss=loss, latent=latent, width=width, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                         holdout_fraction=holdout_fraction, eval_every=eval_every, patience=patience),
+                    checkpoint_on=checkpoint_on, checkpoint_path=checkpoint_path, device=device, progress=progress)
 
     def fit(self, train: ImageSet, val: ImageSet | None = None, anomalies: ImageSet | None = None):
         hp = self.hp
         seed_everything(hp["seed"])
-        self.model = ConvAutoencoder(train.channels, train.size, hp["latent"], hp["width"])
-        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
+        self.channels, self.size = train.channels, train.size
+        self.model = ConvAutoencoder(train.channels, train.size, hp["latent"], hp["width"]).to(self.device)
+        fit_set, holdout = self._split(train)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=hp["lr"])
-        loss = lambda model, batch, step: self.error(model(batch), batch).mean()  # noqa: E731
-        self.history = train_steps(self.model, optimizer, loss, fit_set, steps=hp["steps"], batch_size=hp["batch_size"],
-                                   seed=hp["seed"], holdout=holdout if len(holdout) else None,
-                                   eval_every=hp["eval_every"], patience=hp["patience"],
-                                   checkpoint_path=self.checkpoint_path, device=self.device,
-                                   desc="conv AE", progress=self.progress)
-        self.model.eval()
+        monitor, criterion = self._checkpoint_monitor(val, holdout, holdout_batch_size=hp["batch_size"])
+        self.history = self._train({"model": self.model},
+                                   [Phase("model", optimizer, lambda b, step: self._error(b).mean())], fit_set,
+                                   monitor, criterion, desc="conv AE")
         return self
 
-    @torch.no_grad()
-    def _map(self, images, fn, batch_size: int = 256) -> list:
-        if self.model is None:
-            raise RuntimeError("call fit() before scoring")
-        self.model.eval()
-        return [fn(b.to(self.device)) for b in iter_float_batches(images, batch_size)]
+    def _error(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device)
+        return self.error(self.model(batch), batch)
 
-    def score(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self.error(self.model(b), b).cpu())).numpy()
+    def _reconstruction(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)
 
-    def anomaly_maps(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: (self.model(b) - b).pow(2).mean(1).cpu())).numpy()
-
-    def reconstruct(self, images) -> torch.Tensor:
-        return torch.cat(self._map(images, lambda b: self.model(b).cpu()))
-
-    def embed(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self.model.encode(b).cpu())).numpy()
+    def _embedding(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(batch)

@@ -7,9 +7,8 @@ with the swapped labels (non-saturating). The networks are the DCGAN blocks of `
 layer with dropout 0.2), at the standard DCGAN depth (down to a 4 x 4 grid, `adlib.gan.dcgan_depth`).
 
 Score (EGBAD, feature-matching variant): A(x) = alpha * ||x - G(E(x))||_1 + (1 - alpha) * ||f(x, E(x)) -
-f(G(E(x)), E(x))||_1 (per-image means), alpha = 0.9, where f is D's joint layer. Kept checkpoint: best
-validation AUROC of that score when ``fit`` gets a validation split, else lowest mean residual on held-out
-normals. Every network is in eval mode when scoring.
+f(G(E(x)), E(x))||_1 (per-image means), alpha = 0.9, where f is D's joint layer. Checkpoint criterion
+(`adlib.reconstruction`): the validation AUROC of that score, or the mean residual on held-out normals.
 """
 from __future__ import annotations
 
@@ -17,34 +16,34 @@ import numpy as np
 import torch
 
 from ..data.imageset import ImageSet
-from ..detectors import Detector, register
-from ..training import (DivergenceGuard, Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything,
-                        split_holdout, step_generator, train_loop, validation_auroc_monitor)
+from ..detectors import register
+from ..reconstruction import ReconstructionDetector
+from ..training import DivergenceGuard, Phase, seed_everything, step_generator
 from ..gan import Decoder, Encoder, JointDiscriminator, dcgan_depth, discriminator_bce, frozen, image_l1, to_signed, \
     to_unit
 
 
 @register("egbad")
-class EGBADDetector(Detector):
+class EGBADDetector(ReconstructionDetector):
     """BiGAN-based detector; ``alpha`` weighs the residual against the discriminator feature loss."""
+
+    eval_modules = ("encoder", "generator", "discriminator")
+    map_error = "abs"
 
     def __init__(self, nz: int = 100, width: int = 64, max_width: int = 512, depth: int | None = None,
                  hidden: int = 256, d_dropout: float = 0.2, steps: int = 2000, batch_size: int = 64, lr: float = 2e-4,
                  betas: tuple[float, float] = (0.5, 0.999), alpha: float = 0.9, seed: int = 0,
                  holdout_fraction: float = 0.1, max_holdout: int = 256, eval_every: int = 100,
-                 patience: int | None = None, collapse_window: int = 200, checkpoint_path: str | None = None,
-                 device: str | None = None, progress: bool = True):
+                 patience: int | None = None, collapse_window: int = 200, checkpoint_on: str = "auto",
+                 checkpoint_path: str | None = None, device: str | None = None, progress: bool = True):
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-        self.hp = dict(nz=nz, width=width, max_width=max_width, depth=depth, hidden=hidden, d_dropout=d_dropout,
-                       steps=steps, batch_size=batch_size, lr=lr, betas=tuple(betas), alpha=alpha, seed=seed,
-                       holdout_fraction=holdout_fraction, max_holdout=max_holdout, eval_every=eval_every,
-                       patience=patience, collapse_window=collapse_window)
+        self._setup(dict(nz=nz, width=width, max_width=max_width, depth=depth, hidden=hidden, d_dropout=d_dropout,
+                         steps=steps, batch_size=batch_size, lr=lr, betas=tuple(betas), alpha=alpha, seed=seed,
+                         holdout_fraction=holdout_fraction, max_holdout=max_holdout, eval_every=eval_every,
+                         patience=patience, collapse_window=collapse_window), checkpoint_on=checkpoint_on,
+                    checkpoint_path=checkpoint_path, device=device, progress=progress)
         self.alpha = alpha
-        self.checkpoint_path, self.progress = checkpoint_path, progress
-        self.device = choose_device(device)
-        self.encoder = self.generator = self.discriminator = None
-        self.history: TrainHistory | None = None
 
     def _z(self, n: int, step: int, stream: int) -> torch.Tensor:
         g = step_generator(self.hp["seed"], step, stream)
@@ -78,26 +77,17 @@ class EGBADDetector(Detector):
         self.generator = Decoder(c, s, hp["nz"], hp["width"], hp["max_width"], self.depth, "none").to(self.device)
         self.discriminator = JointDiscriminator(c, s, hp["nz"], hp["width"], hp["max_width"], hp["hidden"],
                                                 hp["d_dropout"], self.depth).to(self.device)
-        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
-        holdout = holdout.sample(hp["max_holdout"], hp["seed"]) if len(holdout) else holdout
+        fit_set, holdout = self._split(train)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr"], betas=hp["betas"])
         opt_g = torch.optim.Adam(list(self.encoder.parameters()) + list(self.generator.parameters()), lr=hp["lr"],
                                  betas=hp["betas"])
         phases = [Phase("discriminator", opt_d, self._discriminator_loss),
                   Phase("generator+encoder", opt_g, self._generator_loss)]
-        if val is not None and len(np.unique(val.labels)) == 2:
-            monitor = validation_auroc_monitor(self.score, val, hp["eval_every"], hp["patience"])
-        elif len(holdout):
-            monitor = holdout_loss_monitor(lambda b, step: self._components_batch(b)[0].mean(), holdout, 128,
-                                           self.device, hp["eval_every"], hp["patience"])
-        else:
-            monitor = None
-        self.history = train_loop({"encoder": self.encoder, "generator": self.generator,
-                                   "discriminator": self.discriminator}, phases, fit_set, steps=hp["steps"],
-                                  batch_size=hp["batch_size"], seed=hp["seed"], monitor=monitor,
-                                  divergence=DivergenceGuard("discriminator", collapse_window=hp["collapse_window"]),
-                                  checkpoint_path=self.checkpoint_path, device=self.device, desc="EGBAD",
-                                  progress=self.progress)
+        monitor, criterion = self._checkpoint_monitor(val, holdout, lambda b, step: self._components_batch(b)[0].mean())
+        self.history = self._train({"encoder": self.encoder, "generator": self.generator,
+                                    "discriminator": self.discriminator}, phases, fit_set, monitor, criterion,
+                                   desc="EGBAD",
+                                   divergence=DivergenceGuard("discriminator", collapse_window=hp["collapse_window"]))
         return self
 
     # ----- inference ----------------------------------------------------------------------------------
@@ -109,10 +99,6 @@ class EGBADDetector(Detector):
         _, f_fake = self.discriminator(x_hat, ex)
         return image_l1(x, x_hat), (f_real - f_fake).abs().mean(1)
 
-    @torch.no_grad()
-    def _map(self, images, fn, batch_size: int = 128) -> list:
-        return self._eval_batches(images, fn, (self.encoder, self.generator, self.discriminator), batch_size)
-
     def score_components(self, images) -> dict[str, np.ndarray]:
         parts = self._map(images, lambda b: torch.stack(self._components_batch(b), 1).cpu())
         both = torch.cat(parts).double().numpy()
@@ -122,14 +108,12 @@ class EGBADDetector(Detector):
         c = self.score_components(images)
         return self.alpha * c["residual"] + (1 - self.alpha) * c["feature"]
 
-    def reconstruct(self, images) -> torch.Tensor:
-        return torch.cat(self._map(images, lambda b: to_unit(self.generator(self.encoder(to_signed(b)))).clamp(0, 1)
-                                   .cpu()))
+    def _error(self, batch: torch.Tensor) -> torch.Tensor:
+        residual, feature = self._components_batch(batch)
+        return self.alpha * residual + (1 - self.alpha) * feature
 
-    def anomaly_maps(self, images) -> np.ndarray:
-        """|x - G(E(x))| per pixel, mean over channels, in [0, 1] units."""
-        return torch.cat(self._map(images, lambda b: (to_unit(self.generator(self.encoder(to_signed(b)))) - b).abs()
-                                   .mean(1).cpu())).numpy()
+    def _reconstruction(self, batch: torch.Tensor) -> torch.Tensor:
+        return to_unit(self.generator(self.encoder(to_signed(batch))))
 
-    def embed(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self.encoder(to_signed(b)).flatten(1).cpu())).numpy()
+    def _embedding(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.encoder(to_signed(batch))

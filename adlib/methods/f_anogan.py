@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from ..data.imageset import ImageSet
-from ..detectors import Detector, register
+from ..detectors import register
 from ..gan import Decoder, Encoder, dcgan_depth, dcgan_init, frozen, gradient_penalty, pyramid_widths, to_signed, \
     to_unit
-from ..training import (DivergenceGuard, Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything,
-                        split_holdout, step_generator, train_loop, validation_auroc_monitor)
+from ..reconstruction import ReconstructionDetector
+from ..training import DivergenceGuard, Phase, TrainHistory, seed_everything, step_generator, train_loop
 
 
 class Critic(nn.Module):
@@ -50,8 +50,10 @@ class Critic(nn.Module):
 
 
 @register("f_anogan")
-class FAnoGANDetector(Detector):
+class FAnoGANDetector(ReconstructionDetector):
     """f-AnoGAN: WGAN-GP, then izi_f encoder; score = image residual + kappa * critic-feature residual."""
+
+    eval_modules = ("generator", "critic", "encoder")
 
     latent_phase = "encoder"  # latent declaration (MADDR): z = E(x), trained in the izi_f stage
 
@@ -59,16 +61,13 @@ class FAnoGANDetector(Detector):
                  encoder_steps: int = 1000, n_critic: int = 5, gp_weight: float = 10.0, kappa: float = 1.0,
                  batch_size: int = 64, lr: float = 1e-4, betas: tuple[float, float] = (0.0, 0.9), seed: int = 0,
                  holdout_fraction: float = 0.1, max_holdout: int = 256, eval_every: int = 100,
-                 patience: int | None = None, checkpoint_path: str | None = None, device: str | None = None,
-                 progress: bool = True):
-        self.hp = dict(nz=nz, width=width, max_width=max_width, gan_steps=gan_steps, encoder_steps=encoder_steps,
-                       n_critic=n_critic, gp_weight=gp_weight, kappa=kappa, batch_size=batch_size, lr=lr,
-                       betas=tuple(betas), seed=seed, holdout_fraction=holdout_fraction, max_holdout=max_holdout,
-                       eval_every=eval_every, patience=patience)
-        self.checkpoint_path, self.progress = checkpoint_path, progress
-        self.device = choose_device(device)
-        self.generator = self.critic = self.encoder = None
-        self.history: TrainHistory | None = None
+                 patience: int | None = None, checkpoint_on: str = "auto", checkpoint_path: str | None = None,
+                 device: str | None = None, progress: bool = True):
+        self._setup(dict(nz=nz, width=width, max_width=max_width, gan_steps=gan_steps, encoder_steps=encoder_steps,
+                         n_critic=n_critic, gp_weight=gp_weight, kappa=kappa, batch_size=batch_size, lr=lr,
+                         betas=tuple(betas), seed=seed, holdout_fraction=holdout_fraction, max_holdout=max_holdout,
+                         eval_every=eval_every, patience=patience), checkpoint_on=checkpoint_on,
+                    checkpoint_path=checkpoint_path, device=device, progress=progress)
         self.gan_history: TrainHistory | None = None
 
     def _z(self, n: int, step: int, stream: int) -> torch.Tensor:
@@ -113,8 +112,7 @@ class FAnoGANDetector(Detector):
         self.generator = Decoder(c, s, hp["nz"], hp["width"], hp["max_width"], depth, "none").to(self.device)
         self.critic = Critic(c, s, hp["width"], hp["max_width"], depth).to(self.device)
         self.encoder = Encoder(c, s, hp["nz"], hp["width"], hp["max_width"], depth).to(self.device)
-        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
-        holdout = holdout.sample(hp["max_holdout"], hp["seed"]) if len(holdout) else holdout
+        fit_set, holdout = self._split(train)
         ckpt = self.checkpoint_path
         opt_c = torch.optim.Adam(self.critic.parameters(), lr=hp["lr"], betas=hp["betas"])
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp["lr"], betas=hp["betas"])
@@ -127,18 +125,11 @@ class FAnoGANDetector(Detector):
         self.generator.eval()
         self.critic.eval()
         opt_e = torch.optim.Adam(self.encoder.parameters(), lr=hp["lr"], betas=hp["betas"])
-        if val is not None and len(np.unique(val.labels)) == 2:
-            monitor = validation_auroc_monitor(self.score, val, hp["eval_every"], hp["patience"])
-        elif len(holdout):
-            monitor = holdout_loss_monitor(lambda b, step: self._score_batch(b).mean(), holdout, 128, self.device,
-                                           hp["eval_every"], hp["patience"])
-        else:
-            monitor = None
+        monitor, criterion = self._checkpoint_monitor(val, holdout)
         phases = self.with_latent_hook([Phase("encoder", opt_e, self._encoder_loss)], fit_set)
-        self.history = train_loop({"encoder": self.encoder}, phases, fit_set,
-                                  steps=hp["encoder_steps"], batch_size=hp["batch_size"], seed=hp["seed"] + 1,
-                                  monitor=monitor, checkpoint_path=f"{ckpt}.enc" if ckpt else None,
-                                  device=self.device, desc="f-AnoGAN izi_f", progress=self.progress)
+        self.history = self._train({"encoder": self.encoder}, phases, fit_set, monitor, criterion,
+                                   desc="f-AnoGAN izi_f", steps=hp["encoder_steps"], seed=hp["seed"] + 1,
+                                   checkpoint_path=f"{ckpt}.enc" if ckpt else None)
         # one record of both stages: the encoder stage's history carries the GAN stage's curves as logs
         self.history.images_seen += self.gan_history.images_seen
         self.history.seconds += self.gan_history.seconds
@@ -146,13 +137,9 @@ class FAnoGANDetector(Detector):
         return self
 
     # ----- inference ----------------------------------------------------------------------------------
-    def _score_batch(self, batch: torch.Tensor) -> torch.Tensor:
+    def _error(self, batch: torch.Tensor) -> torch.Tensor:
         residual, feature = self._izi_f(batch)
         return residual + self.hp["kappa"] * feature
-
-    @torch.no_grad()
-    def _map(self, images, fn, batch_size: int = 128) -> list:
-        return self._eval_batches(images, fn, (self.generator, self.critic, self.encoder), batch_size)
 
     def score_components(self, images) -> dict[str, np.ndarray]:
         both = torch.cat(self._map(images, lambda b: torch.stack(self._izi_f(b), 1).cpu())).double().numpy()
@@ -162,16 +149,11 @@ class FAnoGANDetector(Detector):
         c = self.score_components(images)
         return c["residual"] + self.hp["kappa"] * c["feature"]
 
-    def reconstruct(self, images) -> torch.Tensor:
-        return torch.cat(self._map(images, lambda b: to_unit(self.generator(self.encoder(to_signed(b)))).clamp(0, 1)
-                                   .cpu()))
+    def _reconstruction(self, batch: torch.Tensor) -> torch.Tensor:
+        return to_unit(self.generator(self.encoder(to_signed(batch))))
 
-    def anomaly_maps(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: (to_unit(self.generator(self.encoder(to_signed(b)))) - b)
-                                   .pow(2).mean(1).cpu())).numpy()
-
-    def embed(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self.encoder(to_signed(b)).flatten(1).cpu())).numpy()
+    def _embedding(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.encoder(to_signed(batch))
 
     def latent_dim(self) -> int:
         return self.hp["nz"]

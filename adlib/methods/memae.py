@@ -8,21 +8,20 @@ w_i <- max(w_i - lambda, 0) * w_i / (|w_i - lambda| + eps) with lambda = ``shrin
 [1/N, 3/N]; default 1/N), then L1 renormalisation, so the weights sum to 1; z_hat = sum_i w_i m_i is decoded.
 Here each image is one query (the latent vector; Gong et al. query every position of a feature map).
 Loss: mean squared reconstruction error + ``entropy_weight`` (0.0002, Gong et al.) * mean entropy of w.
-Score: reconstruction MSE per image. Kept checkpoint: best validation AUROC when ``fit`` gets a validation split,
-else the lowest reconstruction error on held-out normals.
+Score: reconstruction MSE per image. Checkpoint choice, eval-mode
+scoring and maps: `adlib.reconstruction.ReconstructionDetector`.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data.imageset import ImageSet
-from ..detectors import Detector, register
+from ..detectors import register
 from ..gan import Decoder, Encoder, dcgan_depth, to_signed, to_unit
-from ..training import (Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything, split_holdout,
-                        train_loop, validation_auroc_monitor)
+from ..reconstruction import ReconstructionDetector
+from ..training import Phase, seed_everything
 
 
 class Memory(nn.Module):
@@ -69,7 +68,7 @@ class MemAE(nn.Module):
 
 
 @register("memae")
-class MemAEDetector(Detector):
+class MemAEDetector(ReconstructionDetector):
     """Memory-augmented auto-encoder; score = reconstruction MSE."""
 
     latent_phase = "memae"  # latent declaration (MADDR): z = the encoder's code, before memory addressing
@@ -77,16 +76,13 @@ class MemAEDetector(Detector):
     def __init__(self, nz: int = 100, slots: int = 100, width: int = 32, max_width: int = 256, shrink: float = 1.0,
                  entropy_weight: float = 2e-4, steps: int = 2000, batch_size: int = 64, lr: float = 1e-4,
                  seed: int = 0, holdout_fraction: float = 0.1, max_holdout: int = 256, eval_every: int = 100,
-                 patience: int | None = None, checkpoint_path: str | None = None, device: str | None = None,
-                 progress: bool = True):
-        self.hp = dict(nz=nz, slots=slots, width=width, max_width=max_width, shrink=shrink,
-                       entropy_weight=entropy_weight, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                       holdout_fraction=holdout_fraction, max_holdout=max_holdout, eval_every=eval_every,
-                       patience=patience)
-        self.checkpoint_path, self.progress = checkpoint_path, progress
-        self.device = choose_device(device)
-        self.model: MemAE | None = None
-        self.history: TrainHistory | None = None
+                 patience: int | None = None, checkpoint_on: str = "auto", checkpoint_path: str | None = None,
+                 device: str | None = None, progress: bool = True):
+        self._setup(dict(nz=nz, slots=slots, width=width, max_width=max_width, shrink=shrink,
+                         entropy_weight=entropy_weight, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                         holdout_fraction=holdout_fraction, max_holdout=max_holdout, eval_every=eval_every,
+                         patience=patience), checkpoint_on=checkpoint_on, checkpoint_path=checkpoint_path,
+                    device=device, progress=progress)
 
     def _loss(self, batch: torch.Tensor, step: int):
         x = to_signed(batch)
@@ -108,39 +104,18 @@ class MemAEDetector(Detector):
         self.channels, self.size = train.channels, train.size
         self.model = MemAE(train.channels, train.size, hp["nz"], hp["slots"], hp["width"], hp["max_width"],
                            hp["shrink"]).to(self.device)
-        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
-        holdout = holdout.sample(hp["max_holdout"], hp["seed"]) if len(holdout) else holdout
+        fit_set, holdout = self._split(train)
         opt = torch.optim.Adam(self.model.parameters(), lr=hp["lr"])
-        if val is not None and len(np.unique(val.labels)) == 2:
-            monitor = validation_auroc_monitor(self.score, val, hp["eval_every"], hp["patience"])
-        elif len(holdout):
-            monitor = holdout_loss_monitor(lambda b, s: self._error(b).mean(), holdout, 128, self.device,
-                                           hp["eval_every"], hp["patience"])
-        else:
-            monitor = None
+        monitor, criterion = self._checkpoint_monitor(val, holdout)
         phases = self.with_latent_hook([Phase("memae", opt, self._loss)], fit_set)
-        self.history = train_loop({"memae": self.model}, phases, fit_set,
-                                  steps=hp["steps"], batch_size=hp["batch_size"], seed=hp["seed"], monitor=monitor,
-                                  checkpoint_path=self.checkpoint_path, device=self.device, desc="MemAE",
-                                  progress=self.progress)
+        self.history = self._train({"memae": self.model}, phases, fit_set, monitor, criterion, desc="MemAE")
         return self
 
-    @torch.no_grad()
-    def _map(self, images, fn, batch_size: int = 128) -> list:
-        return self._eval_batches(images, fn, (self.model,), batch_size)
+    def _reconstruction(self, batch: torch.Tensor) -> torch.Tensor:
+        return to_unit(self.model(to_signed(batch))[0])
 
-    def score(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self._error(b).cpu())).double().numpy()
-
-    def reconstruct(self, images) -> torch.Tensor:
-        return torch.cat(self._map(images, lambda b: to_unit(self.model(to_signed(b))[0]).clamp(0, 1).cpu()))
-
-    def anomaly_maps(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: (to_unit(self.model(to_signed(b))[0]) - b).pow(2).mean(1)
-                                   .cpu())).numpy()
-
-    def embed(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self.model.encoder(to_signed(b)).flatten(1).cpu())).numpy()
+    def _embedding(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder(to_signed(batch))
 
     def latent_dim(self) -> int:
         return self.hp["nz"]

@@ -5,21 +5,20 @@ A convolutional auto-encoder (the DCGAN encoder/decoder blocks of `adlib.gan`, d
 ``nz``; images in [-1, 1]) trained with 1 - SSIM (`pytorch_msssim.ssim`, Gaussian window 11, sigma 1.5, on images
 mapped to [0, 1]; K1 = 0.01, K2 = 0.03). Score: 1 - SSIM(x, x_hat) per image (Bergmann et al. score per pixel
 with the SSIM map; its mean over the image is this). Anomaly map: |x - x_hat| per pixel (pytorch_msssim gives
-no per-pixel SSIM map, and we do not hand-write SSIM). Kept checkpoint: best validation AUROC when ``fit``
-gets a validation split, else the lowest loss on held-out normals.
+no per-pixel SSIM map, and we do not hand-write SSIM). Checkpoint choice, eval-mode scoring and maps:
+`adlib.reconstruction.ReconstructionDetector`.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from pytorch_msssim import ssim
 from torch import nn
 
 from ..data.imageset import ImageSet
-from ..detectors import Detector, register
+from ..detectors import register
 from ..gan import Decoder, Encoder, dcgan_depth, to_signed, to_unit
-from ..training import (Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything, split_holdout,
-                        train_loop, validation_auroc_monitor)
+from ..reconstruction import ReconstructionDetector
+from ..training import Phase, seed_everything
 
 
 def dissimilarity(x: torch.Tensor, x_hat: torch.Tensor, win_size: int = 11) -> torch.Tensor:
@@ -40,20 +39,20 @@ class ConvAE(nn.Module):
 
 
 @register("ssim_ae")
-class SSIMAEDetector(Detector):
+class SSIMAEDetector(ReconstructionDetector):
     """Auto-encoder trained with the SSIM loss; score = 1 - SSIM(x, x_hat)."""
+
+    map_error = "abs"
 
     def __init__(self, nz: int = 100, width: int = 32, max_width: int = 256, win_size: int = 11, steps: int = 2000,
                  batch_size: int = 64, lr: float = 2e-4, seed: int = 0, holdout_fraction: float = 0.1,
                  max_holdout: int = 256, eval_every: int = 100, patience: int | None = None,
-                 checkpoint_path: str | None = None, device: str | None = None, progress: bool = True):
-        self.hp = dict(nz=nz, width=width, max_width=max_width, win_size=win_size, steps=steps, batch_size=batch_size,
-                       lr=lr, seed=seed, holdout_fraction=holdout_fraction, max_holdout=max_holdout,
-                       eval_every=eval_every, patience=patience)
-        self.checkpoint_path, self.progress = checkpoint_path, progress
-        self.device = choose_device(device)
-        self.model: ConvAE | None = None
-        self.history: TrainHistory | None = None
+                 checkpoint_on: str = "auto", checkpoint_path: str | None = None, device: str | None = None,
+                 progress: bool = True):
+        self._setup(dict(nz=nz, width=width, max_width=max_width, win_size=win_size, steps=steps,
+                         batch_size=batch_size, lr=lr, seed=seed, holdout_fraction=holdout_fraction,
+                         max_holdout=max_holdout, eval_every=eval_every, patience=patience),
+                    checkpoint_on=checkpoint_on, checkpoint_path=checkpoint_path, device=device, progress=progress)
 
     def _error(self, batch: torch.Tensor) -> torch.Tensor:
         x = to_signed(batch.to(self.device))
@@ -64,35 +63,16 @@ class SSIMAEDetector(Detector):
         seed_everything(hp["seed"])
         self.channels, self.size = train.channels, train.size
         self.model = ConvAE(train.channels, train.size, hp["nz"], hp["width"], hp["max_width"]).to(self.device)
-        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
-        holdout = holdout.sample(hp["max_holdout"], hp["seed"]) if len(holdout) else holdout
+        fit_set, holdout = self._split(train)
         opt = torch.optim.Adam(self.model.parameters(), lr=hp["lr"], betas=(0.5, 0.999))
-        if val is not None and len(np.unique(val.labels)) == 2:
-            monitor = validation_auroc_monitor(self.score, val, hp["eval_every"], hp["patience"])
-        elif len(holdout):
-            monitor = holdout_loss_monitor(lambda b, s: self._error(b).mean(), holdout, 128, self.device,
-                                           hp["eval_every"], hp["patience"])
-        else:
-            monitor = None
-        self.history = train_loop({"autoencoder": self.model}, [Phase("autoencoder", opt,
-                                                                       lambda b, s: self._error(b).mean())],
-                                  fit_set, steps=hp["steps"], batch_size=hp["batch_size"], seed=hp["seed"],
-                                  monitor=monitor, checkpoint_path=self.checkpoint_path, device=self.device,
-                                  desc="SSIM-AE", progress=self.progress)
+        monitor, criterion = self._checkpoint_monitor(val, holdout)
+        self.history = self._train({"autoencoder": self.model},
+                                   [Phase("autoencoder", opt, lambda b, s: self._error(b).mean())], fit_set, monitor,
+                                   criterion, desc="SSIM-AE")
         return self
 
-    @torch.no_grad()
-    def _map(self, images, fn, batch_size: int = 128) -> list:
-        return self._eval_batches(images, fn, (self.model,), batch_size)
+    def _reconstruction(self, batch: torch.Tensor) -> torch.Tensor:
+        return to_unit(self.model(to_signed(batch)))
 
-    def score(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self._error(b).cpu())).double().numpy()
-
-    def reconstruct(self, images) -> torch.Tensor:
-        return torch.cat(self._map(images, lambda b: to_unit(self.model(to_signed(b))).clamp(0, 1).cpu()))
-
-    def anomaly_maps(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: (to_unit(self.model(to_signed(b))) - b).abs().mean(1).cpu())).numpy()
-
-    def embed(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self.model.encoder(to_signed(b)).flatten(1).cpu())).numpy()
+    def _embedding(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder(to_signed(batch))

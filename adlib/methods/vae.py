@@ -5,20 +5,18 @@ Networks: the DCGAN encoder/decoder blocks of `adlib.gan` (conv 4x4 stride 2 + B
 the mean and log-variance of q(z|x) (``nz`` each). Loss per image: sum of squared pixel errors (a unit-variance
 Gaussian decoder) + KL(q(z|x) || N(0, I)), ``beta`` = 1. Score: mean squared error between x and the
 reconstruction from the posterior mean (the reconstruction error, as SALAD's paper describes its VAE
-baseline). Kept checkpoint: best validation AUROC when ``fit`` gets a validation split, else the lowest loss on
-held-out normals. BatchNorm in eval mode whenever anything is scored.
+baseline). Checkpoint choice, eval-mode scoring and maps: `adlib.reconstruction.ReconstructionDetector`.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..data.imageset import ImageSet
-from ..detectors import Detector, register
+from ..detectors import register
 from ..gan import Decoder, Encoder, dcgan_depth, to_signed, to_unit
-from ..training import (Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything, split_holdout,
-                        step_generator, train_loop, validation_auroc_monitor)
+from ..reconstruction import ReconstructionDetector
+from ..training import Phase, seed_everything, step_generator
 
 
 class VAE(nn.Module):
@@ -50,20 +48,18 @@ def vae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: tor
 
 
 @register("vae")
-class VAEDetector(Detector):
+class VAEDetector(ReconstructionDetector):
     """VAE trained on normals; score = reconstruction MSE from the posterior mean."""
 
     def __init__(self, nz: int = 64, width: int = 32, max_width: int = 256, beta: float = 1.0, steps: int = 2000,
                  batch_size: int = 64, lr: float = 1e-3, seed: int = 0, holdout_fraction: float = 0.1,
                  max_holdout: int = 256, eval_every: int = 100, patience: int | None = None,
-                 checkpoint_path: str | None = None, device: str | None = None, progress: bool = True):
-        self.hp = dict(nz=nz, width=width, max_width=max_width, beta=beta, steps=steps, batch_size=batch_size, lr=lr,
-                       seed=seed, holdout_fraction=holdout_fraction, max_holdout=max_holdout, eval_every=eval_every,
-                       patience=patience)
-        self.checkpoint_path, self.progress = checkpoint_path, progress
-        self.device = choose_device(device)
-        self.model: VAE | None = None
-        self.history: TrainHistory | None = None
+                 checkpoint_on: str = "auto", checkpoint_path: str | None = None, device: str | None = None,
+                 progress: bool = True):
+        self._setup(dict(nz=nz, width=width, max_width=max_width, beta=beta, steps=steps, batch_size=batch_size,
+                         lr=lr, seed=seed, holdout_fraction=holdout_fraction, max_holdout=max_holdout,
+                         eval_every=eval_every, patience=patience), checkpoint_on=checkpoint_on,
+                    checkpoint_path=checkpoint_path, device=device, progress=progress)
 
     def _loss(self, batch: torch.Tensor, step: int):
         x = to_signed(batch)
@@ -77,39 +73,19 @@ class VAEDetector(Detector):
         seed_everything(hp["seed"])
         self.channels, self.size = train.channels, train.size
         self.model = VAE(train.channels, train.size, hp["nz"], hp["width"], hp["max_width"]).to(self.device)
-        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
-        holdout = holdout.sample(hp["max_holdout"], hp["seed"]) if len(holdout) else holdout
+        fit_set, holdout = self._split(train)
         opt = torch.optim.Adam(self.model.parameters(), lr=hp["lr"])
-        if val is not None and len(np.unique(val.labels)) == 2:
-            monitor = validation_auroc_monitor(self.score, val, hp["eval_every"], hp["patience"])
-        elif len(holdout):
-            monitor = holdout_loss_monitor(lambda b, s: self._error(b).mean(), holdout, 128, self.device,
-                                           hp["eval_every"], hp["patience"])
-        else:
-            monitor = None
-        self.history = train_loop({"vae": self.model}, [Phase("vae", opt, self._loss)], fit_set, steps=hp["steps"],
-                                  batch_size=hp["batch_size"], seed=hp["seed"], monitor=monitor,
-                                  checkpoint_path=self.checkpoint_path, device=self.device, desc="VAE",
-                                  progress=self.progress)
+        monitor, criterion = self._checkpoint_monitor(val, holdout)
+        self.history = self._train({"vae": self.model}, [Phase("vae", opt, self._loss)], fit_set, monitor, criterion,
+                                   desc="VAE")
         return self
 
     def _error(self, batch: torch.Tensor) -> torch.Tensor:
         x = to_signed(batch.to(self.device))
         return (self.model(x)[0] - x).pow(2).flatten(1).mean(1)
 
-    @torch.no_grad()
-    def _map(self, images, fn, batch_size: int = 128) -> list:
-        return self._eval_batches(images, fn, (self.model,), batch_size)
+    def _reconstruction(self, batch: torch.Tensor) -> torch.Tensor:
+        return to_unit(self.model(to_signed(batch))[0])
 
-    def score(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self._error(b).cpu())).double().numpy()
-
-    def reconstruct(self, images) -> torch.Tensor:
-        return torch.cat(self._map(images, lambda b: to_unit(self.model(to_signed(b))[0]).clamp(0, 1).cpu()))
-
-    def anomaly_maps(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: (to_unit(self.model(to_signed(b))[0]) - b).pow(2).mean(1)
-                                   .cpu())).numpy()
-
-    def embed(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self.model.posterior(to_signed(b))[0].cpu())).numpy()
+    def _embedding(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.posterior(to_signed(batch))[0]

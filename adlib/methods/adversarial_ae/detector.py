@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...data.imageset import ImageSet, checked_float_batches
-from ...detectors import Detector, register
+from ...data.imageset import ImageSet
+from ...detectors import register
 from ...metrics import auroc
-from ...training import (DivergenceGuard, Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything,
-                         split_holdout, train_loop, validation_auroc_monitor)
+from ...reconstruction import ReconstructionDetector
+from ...training import DivergenceGuard, Phase, seed_everything
 from .losses import LAMBDA_ADV, LAMBDA_LAT, LAMBDA_S, combine, discriminator_bce, generator_objective, image_error, \
     latent_error
 from ...gan import PAPER_CCB_LENGTHS, SKIPS, AdversarialAutoencoder, Discriminator, count_parameters, frozen, to_signed, \
@@ -44,7 +44,7 @@ def choose_alpha(image: np.ndarray, latent: np.ndarray, labels: np.ndarray, grid
     return alpha, table
 
 
-class AdversarialAEDetector(Detector):
+class AdversarialAEDetector(ReconstructionDetector):
     """Adversarially trained autoencoder G = (G_E, connections, G_D) with discriminator D.
 
     skip          "none" | "plain" | "ccb" (default: the registered variant's).
@@ -57,12 +57,13 @@ class AdversarialAEDetector(Detector):
     alpha         weight of the image term in Eq. 2; None = chosen on the validation AUROC in `fit` when a
                   validation split with both classes is given (grid ``alpha_grid``), else 0.9.
     Training: Adam (lr 2e-4, betas 0.5/0.999), batch 64, Eq. 7 weights 50/1/1, dropout 0.5 (paper values);
-    ``steps`` optimisation steps of G then D. Kept checkpoint: best validation AUROC (best alpha) every
-    ``eval_every`` steps when a validation split is given, else lowest hold-out loss
-    (lambda_s L_s + lambda_lat L_lat on held-out normals).
+    ``steps`` optimisation steps of G then D. Checkpoint criterion (`adlib.reconstruction`): validation AUROC
+    at the best alpha every ``eval_every`` steps, or the hold-out loss (lambda_s L_s + lambda_lat L_lat on
+    held-out normals).
     """
 
     default_skip = "ccb"
+    eval_modules = ("generator", "discriminator")
     # Latent declaration (MADDR, adlib.detectors.LatentHook): z = G_E(x), the generator's bottleneck (nz numbers),
     # computed in the "generator" phase. (For latent_source="discriminator" Eq. 2 compares D's features instead;
     # the declared code is still the generator's bottleneck, the one the decoder reads.)
@@ -75,8 +76,8 @@ class AdversarialAEDetector(Detector):
                  lambda_s: float = LAMBDA_S, lambda_adv: float = LAMBDA_ADV, lambda_lat: float = LAMBDA_LAT,
                  alpha: float | None = None, alpha_grid: Sequence[float] = ALPHA_GRID, seed: int = 0,
                  holdout_fraction: float = 0.1, max_holdout: int = 256, eval_every: int = 100,
-                 patience: int | None = None, collapse_window: int = 200, checkpoint_path: str | None = None,
-                 device: str | None = None, progress: bool = True):
+                 patience: int | None = None, collapse_window: int = 200, checkpoint_on: str = "auto",
+                 checkpoint_path: str | None = None, device: str | None = None, progress: bool = True):
         skip = skip or self.default_skip
         if skip not in SKIPS:
             raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
@@ -86,20 +87,16 @@ class AdversarialAEDetector(Detector):
         if alpha is not None and not 0 <= alpha <= 1:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
         self.skip, self.latent_source = skip, latent_source
-        self.hp = dict(skip=skip, ccb_lengths=tuple(ccb_lengths), latent_source=latent_source, nz=nz, width=width,
-                       max_width=max_width, depth=depth, dropout=dropout, dropout_blocks=dropout_blocks, steps=steps,
-                       batch_size=batch_size, lr=lr, betas=tuple(betas), lambda_s=lambda_s, lambda_adv=lambda_adv,
-                       lambda_lat=lambda_lat, alpha=alpha, seed=seed, holdout_fraction=holdout_fraction,
-                       max_holdout=max_holdout, eval_every=eval_every, patience=patience,
-                       collapse_window=collapse_window)
+        self._setup(dict(skip=skip, ccb_lengths=tuple(ccb_lengths), latent_source=latent_source, nz=nz, width=width,
+                         max_width=max_width, depth=depth, dropout=dropout, dropout_blocks=dropout_blocks, steps=steps,
+                         batch_size=batch_size, lr=lr, betas=tuple(betas), lambda_s=lambda_s, lambda_adv=lambda_adv,
+                         lambda_lat=lambda_lat, alpha=alpha, seed=seed, holdout_fraction=holdout_fraction,
+                         max_holdout=max_holdout, eval_every=eval_every, patience=patience,
+                         collapse_window=collapse_window), checkpoint_on=checkpoint_on,
+                    checkpoint_path=checkpoint_path, device=device, progress=progress)
         self.alpha_grid = tuple(alpha_grid)
         self.alpha = alpha
         self.alpha_table: pd.DataFrame | None = None
-        self.checkpoint_path, self.progress = checkpoint_path, progress
-        self.device = choose_device(device)
-        self.generator: AdversarialAutoencoder | None = None
-        self.discriminator: Discriminator | None = None
-        self.history: TrainHistory | None = None
         self.norm = (1.0, 1.0)  # means of the image / latent components on held-out normals
         self._cache: tuple[int, torch.Tensor] | None = None
 
@@ -158,18 +155,11 @@ class AdversarialAEDetector(Detector):
         z, z_hat = self._latents(x, x_hat, z, z_hat, f_real, f_fake)
         return image_error(x, x_hat), latent_error(z, z_hat)
 
-    @torch.no_grad()
     def raw_components(self, images, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
         """Unnormalised per-image D1 (image MSE) and D2 (latent MSE) with every network in eval mode."""
-        self._require_fitted()
-        self.generator.eval()
-        self.discriminator.eval()
-        img, lat = [], []
-        for b in checked_float_batches(images, batch_size, channels=self.channels, size=self.size, who=self.name):
-            i, l = self._components_batch(b)
-            img.append(i.cpu())
-            lat.append(l.cpu())
-        return torch.cat(img).double().numpy(), torch.cat(lat).double().numpy()
+        both = torch.cat(self._map(images, lambda b: torch.stack(self._components_batch(b), 1).cpu(), batch_size))
+        both = both.double().numpy()
+        return both[:, 0], both[:, 1]
 
     def score_components(self, images) -> dict[str, np.ndarray]:
         """D1 and D2 of Eq. 2 per image, each divided by its mean on held-out normal training images."""
@@ -183,26 +173,18 @@ class AdversarialAEDetector(Detector):
             raise ValueError(f"{self.name} needs at least a few normal training images, got {len(train)}")
         seed_everything(hp["seed"])
         self.build(train.channels, train.size)
-        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
-        holdout = holdout.sample(hp["max_holdout"], hp["seed"]) if len(holdout) else holdout
+        fit_set, holdout = self._split(train)
         self._norm_set = holdout if len(holdout) else train.sample(hp["max_holdout"], hp["seed"])
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp["lr"], betas=hp["betas"])
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr"], betas=hp["betas"])
         phases = self.with_latent_hook([Phase("generator", opt_g, self._generator_loss),
                                         Phase("discriminator", opt_d, self._discriminator_loss)], fit_set)
         use_val = val is not None and len(np.unique(val.labels)) == 2
-        if use_val:
-            monitor = validation_auroc_monitor(self._best_alpha_scores, val, hp["eval_every"], hp["patience"])
-        elif len(holdout):
-            monitor = holdout_loss_monitor(self._holdout_objective, holdout, 128, self.device, hp["eval_every"],
-                                           hp["patience"])
-        else:
-            monitor = None
+        monitor, criterion = self._checkpoint_monitor(val, holdout, self._holdout_objective,
+                                                      val_scores=self._best_alpha_scores)
         guard = DivergenceGuard(collapsed_phase="discriminator", collapse_window=hp["collapse_window"])
-        self.history = train_loop({"generator": self.generator, "discriminator": self.discriminator}, phases,
-                                  fit_set, steps=hp["steps"], batch_size=hp["batch_size"], seed=hp["seed"],
-                                  monitor=monitor, divergence=guard, checkpoint_path=self.checkpoint_path,
-                                  device=self.device, desc=f"{self.name} ({self.skip})", progress=self.progress)
+        self.history = self._train({"generator": self.generator, "discriminator": self.discriminator}, phases,
+                                   fit_set, monitor, criterion, desc=f"{self.name} ({self.skip})", divergence=guard)
         self._cache = None
         self._update_norm()
         if hp["alpha"] is not None:
@@ -239,28 +221,25 @@ class AdversarialAEDetector(Detector):
         comps = self.score_components(images)
         return combine(comps["image"], comps["latent"], self.alpha if self.alpha is not None else DEFAULT_ALPHA)
 
-    @torch.no_grad()
-    def _map(self, images, fn, batch_size: int = 128) -> list:
+    def _scoring_modules(self) -> tuple:
         self._require_fitted()
-        return self._eval_batches(images, fn, (self.generator, self.discriminator), batch_size)
+        return self.generator, self.discriminator
 
-    def reconstruct(self, images) -> torch.Tensor:
-        """x_hat in [0, 1]."""
-        return torch.cat(self._map(images, lambda b: to_unit(self.generator(to_signed(b))[0]).clamp(0, 1).cpu()))
+    def _error(self, batch: torch.Tensor) -> torch.Tensor:
+        image, latent = self._components_batch(batch)
+        alpha = self.alpha if self.alpha is not None else DEFAULT_ALPHA
+        return combine(image / self.norm[0], latent / self.norm[1], alpha)
 
-    def anomaly_maps(self, images) -> np.ndarray:
-        """Squared residual (x - x_hat)^2 per pixel, mean over channels, in [0, 1] units."""
-        return torch.cat(self._map(images, lambda b: (to_unit(self.generator(to_signed(b))[0]) - b).pow(2)
-                                   .mean(1).cpu())).numpy()
+    def _reconstruction(self, batch: torch.Tensor) -> torch.Tensor:
+        """x_hat in [0, 1] units (anomaly maps: (x - x_hat)^2 per pixel, mean over channels)."""
+        return to_unit(self.generator(to_signed(batch))[0])
 
-    def embed(self, images) -> np.ndarray:
+    def _embedding(self, batch: torch.Tensor) -> torch.Tensor:
         """z of Eq. 2: G_E's bottleneck (latent_source="encoder") or D's features of x ("discriminator")."""
-        def one(b):
-            x = to_signed(b)
-            if self.latent_source == "encoder":
-                return self.generator.encoder(x).flatten(1).cpu()
-            return self.discriminator(x)[1].cpu()
-        return torch.cat(self._map(images, one)).numpy()
+        x = to_signed(batch)
+        if self.latent_source == "encoder":
+            return self.generator.encoder(x)
+        return self.discriminator(x)[1]
 
     def latent_dim(self) -> int:
         return self.hp["nz"]

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from ...data.imageset import ImageSet
-from ...detectors import Detector, register
+from ...detectors import register
 from ...gan import count_parameters, frozen, to_signed, to_unit
-from ...training import (DivergenceGuard, Phase, TrainHistory, choose_device, holdout_loss_monitor, seed_everything,
-                         split_holdout, step_generator, train_loop, validation_auroc_monitor)
+from ...reconstruction import ReconstructionDetector
+from ...training import DivergenceGuard, Phase, seed_everything, step_generator
 from . import losses as L
 from .network import (Centre, FeatureDiscriminator, PatchDiscriminator, SaladDecoder, SaladEncoder,
                       SharedTailDecoder)
@@ -41,8 +41,11 @@ SCORES = ("feature", "image", "centre")
 
 
 @register("salad")
-class SALADDetector(Detector):
+class SALADDetector(ReconstructionDetector):
     """SALAD (Zhao et al., IEEE TMI 2021); see the module docstring for the options."""
+
+    eval_modules = ("encoder", "decoder", "restorer", "image_d", "feature_d", "centre")
+    map_error = "abs"  # |x - x_hat|: the residual images of Figs. 5/6
 
     def __init__(self, nz: int = 128, width: int = 64, max_width: int = 512, d_width: int = 64, d_hidden: int = 256,
                  steps: int = 2000, batch_size: int = 64, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
@@ -50,8 +53,8 @@ class SALADDetector(Detector):
                  self_supervision: str = "encoder", shared_last: int = 2, loss_weights: dict | None = None,
                  centre_rate: float = L.CENTRE_RATE, score: str = "feature", seed: int = 0,
                  holdout_fraction: float = 0.1, max_holdout: int = 256, eval_every: int = 100,
-                 patience: int | None = None, collapse_window: int = 200, checkpoint_path: str | None = None,
-                 device: str | None = None, progress: bool = True):
+                 patience: int | None = None, collapse_window: int = 200, checkpoint_on: str = "auto",
+                 checkpoint_path: str | None = None, device: str | None = None, progress: bool = True):
         for value, allowed, what in ((image_loss, IMAGE_LOSSES, "image_loss"),
                                      (feature_constraint, FEATURE_CONSTRAINTS, "feature_constraint"),
                                      (self_supervision, SELF_SUPERVISION, "self_supervision"),
@@ -60,19 +63,15 @@ class SALADDetector(Detector):
                 raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
         weights = dict(L.WEIGHTS)
         weights.update(loss_weights or {})
-        self.hp = dict(nz=nz, width=width, max_width=max_width, d_width=d_width, d_hidden=d_hidden, steps=steps,
-                       batch_size=batch_size, lr=lr, betas=tuple(betas), decay_start=decay_start,
-                       image_loss=image_loss, feature_constraint=feature_constraint,
-                       self_supervision=self_supervision, shared_last=shared_last, loss_weights=weights,
-                       centre_rate=centre_rate, score=score, seed=seed, holdout_fraction=holdout_fraction,
-                       max_holdout=max_holdout, eval_every=eval_every, patience=patience,
-                       collapse_window=collapse_window)
+        self._setup(dict(nz=nz, width=width, max_width=max_width, d_width=d_width, d_hidden=d_hidden, steps=steps,
+                         batch_size=batch_size, lr=lr, betas=tuple(betas), decay_start=decay_start,
+                         image_loss=image_loss, feature_constraint=feature_constraint,
+                         self_supervision=self_supervision, shared_last=shared_last, loss_weights=weights,
+                         centre_rate=centre_rate, score=score, seed=seed, holdout_fraction=holdout_fraction,
+                         max_holdout=max_holdout, eval_every=eval_every, patience=patience,
+                         collapse_window=collapse_window), checkpoint_on=checkpoint_on,
+                    checkpoint_path=checkpoint_path, device=device, progress=progress)
         self.score_kind = score
-        self.checkpoint_path, self.progress = checkpoint_path, progress
-        self.device = choose_device(device)
-        self.encoder = self.decoder = self.restorer = None
-        self.image_d = self.feature_d = self.centre = None
-        self.history: TrainHistory | None = None
         self._cache = None
 
     # ----- construction -------------------------------------------------------------------------------
@@ -173,26 +172,16 @@ class SALADDetector(Detector):
             raise ValueError(f"salad needs at least a few normal training images, got {len(train)}")
         seed_everything(hp["seed"])
         self.build(train.channels, train.size)
-        fit_set, holdout = split_holdout(train, hp["holdout_fraction"], hp["seed"])
-        holdout = holdout.sample(hp["max_holdout"], hp["seed"]) if len(holdout) else holdout
+        fit_set, holdout = self._split(train)
         opt_g = torch.optim.Adam(self._generator_params(), lr=hp["lr"], betas=hp["betas"])
         opt_d = torch.optim.Adam(list(self.image_d.parameters()) + list(self.feature_d.parameters()), lr=hp["lr"],
                                  betas=hp["betas"])
         phases = [Phase("encoder+decoder", opt_g, self._generator_loss, scheduler=self._schedule(opt_g)),
                   Phase("discriminators", opt_d, self._discriminator_loss, scheduler=self._schedule(opt_d))]
-        if val is not None and len(np.unique(val.labels)) == 2:
-            monitor = validation_auroc_monitor(self.score, val, hp["eval_every"], hp["patience"])
-        elif len(holdout):
-            monitor = holdout_loss_monitor(
-                lambda b, step: self._image_term(to_signed(b), self.decoder(self.encoder(to_signed(b)))),
-                holdout, 128, self.device, hp["eval_every"], hp["patience"])
-        else:
-            monitor = None
+        monitor, criterion = self._checkpoint_monitor(
+            val, holdout, lambda b, step: self._image_term(to_signed(b), self.decoder(self.encoder(to_signed(b)))))
         guard = DivergenceGuard(collapsed_phase="discriminators", collapse_window=hp["collapse_window"])
-        self.history = train_loop(self.models(), phases, fit_set, steps=hp["steps"], batch_size=hp["batch_size"],
-                                  seed=hp["seed"], monitor=monitor, divergence=guard,
-                                  checkpoint_path=self.checkpoint_path, device=self.device, desc="SALAD",
-                                  progress=self.progress)
+        self.history = self._train(self.models(), phases, fit_set, monitor, criterion, desc="SALAD", divergence=guard)
         self._cache = None
         self.history.extras.update(
             image_loss=hp["image_loss"], feature_constraint=hp["feature_constraint"],
@@ -206,10 +195,9 @@ class SALADDetector(Detector):
         if self.encoder is None:
             raise RuntimeError("call fit() before scoring")
 
-    @torch.no_grad()
-    def _map(self, images, fn, batch_size: int = 128) -> list:
+    def _scoring_modules(self) -> tuple:
         self._require_fitted()
-        return self._eval_batches(images, fn, tuple(self.models().values()), batch_size)
+        return tuple(self.models().values())
 
     def _components_batch(self, batch: torch.Tensor) -> torch.Tensor:
         x = to_signed(batch)
@@ -227,19 +215,16 @@ class SALADDetector(Detector):
     def score(self, images) -> np.ndarray:
         return self.score_components(images)[self.score_kind]
 
-    def reconstruct(self, images) -> torch.Tensor:
-        """x_hat = M_D(M_E(x)) in [0, 1]."""
-        return torch.cat(self._map(images, lambda b: to_unit(self.decoder(self.encoder(to_signed(b)))).clamp(0, 1)
-                                   .cpu()))
+    def _error(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._components_batch(batch)[:, SCORES.index(self.score_kind)]
 
-    def anomaly_maps(self, images) -> np.ndarray:
-        """|x - x_hat| per pixel (mean over channels), in [0, 1] units: the residual images of Figs. 5/6."""
-        return torch.cat(self._map(images, lambda b: (to_unit(self.decoder(self.encoder(to_signed(b)))) - b).abs()
-                                   .mean(1).cpu())).numpy()
+    def _reconstruction(self, batch: torch.Tensor) -> torch.Tensor:
+        """x_hat = M_D(M_E(x)) in [0, 1] units."""
+        return to_unit(self.decoder(self.encoder(to_signed(batch))))
 
-    def embed(self, images) -> np.ndarray:
+    def _embedding(self, batch: torch.Tensor) -> torch.Tensor:
         """z' = M_E(x) (Fig. 7)."""
-        return torch.cat(self._map(images, lambda b: self.encoder(to_signed(b)).cpu())).numpy()
+        return self.encoder(to_signed(batch))
 
     def restore(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Perturb [0, 1] images and restore them with M'_D(M_E(.)) (Fig. 3 with the proxy task's output)."""
