@@ -16,17 +16,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .data.imageset import ImageSet, checked_float_batches, refuse_test_data
+from .data.imageset import ImageSet, checked_float_batches, require_marked
 
 
 def _guard_fit(fit):
     """Wrap a subclass's fit so that test-split images can never reach a choice (training, early stopping,
-    checkpoint or hyperparameter choice on `val`, few-shot anomalies)."""
+    checkpoint or hyperparameter choice on `val`, few-shot anomalies). Bare tensors and arrays are refused too:
+    only an ImageSet carries the protocol's test mark."""
 
     @functools.wraps(fit)
     def guarded(self, train, val=None, anomalies=None, *args, **kwargs):
+        if train is None:
+            raise TypeError(f"{type(self).__name__}.fit needs training images (an ImageSet)")
         for part, data in (("train", train), ("val", val), ("anomalies", anomalies)):
-            refuse_test_data(data, f"{type(self).__name__}.fit({part}=...)")
+            require_marked(data, f"{type(self).__name__}.fit({part}=...)")
         return fit(self, train, val, anomalies, *args, **kwargs)
 
     guarded.__guarded__ = True
@@ -184,12 +187,17 @@ class LatentHook(ABC):
     def loss(self, z: torch.Tensor, step: int, indices: torch.Tensor): ...
 
 
-def latent_detectors() -> list[str]:
-    """Registered detectors that declare a latent code (what a latent wrapper such as MADDR can wrap)."""
-    _load_methods()
-    return sorted(name for name, cls in _REGISTRY.items() if getattr(cls, "latent_phase", None) is not None)
-
-
+# ----- the registry ---------------------------------------------------------------------------------------------
+# This base module knows no method. A detector becomes creatable by name in two ways:
+#   - the entry-point table ``[project.entry-points."adlib.detectors"]`` in pyproject.toml (name = "module:Class"),
+#     read from the installed package's metadata: every process that has adlib installed (notebooks, joblib/Ray
+#     workers, the command line) can create the built-in detectors, and another package can add its own the
+#     same way;
+#   - ``@register(name)`` on a class, which takes effect when its module is imported (tests, a notebook's own
+#     detector).
+# `create` imports a method module only when that name is asked for, through the table: the base never names a
+# method module in its code.
+ENTRY_POINT_GROUP = "adlib.detectors"
 _REGISTRY: dict[str, Callable[..., Detector]] = {}
 
 
@@ -206,21 +214,38 @@ def register(name: str):
     return wrap
 
 
-def _load_methods() -> None:
-    # Registration happens when adlib.methods is imported. Imported lazily, by name, so that this base module
-    # never imports a method module at import time (methods import the base, not the reverse).
-    import importlib
+def entry_points() -> dict:
+    """{name: importlib.metadata.EntryPoint} of the installed detector table."""
+    from importlib.metadata import entry_points as installed
 
-    importlib.import_module("adlib.methods")
+    return {ep.name: ep for ep in installed(group=ENTRY_POINT_GROUP)}
 
 
 def available() -> list[str]:
-    _load_methods()
-    return sorted(_REGISTRY)
+    """Every detector name: the installed table and what ``@register`` added in this process."""
+    return sorted(set(entry_points()) | set(_REGISTRY))
+
+
+def detector_class(name: str):
+    """The class registered under ``name`` (loading its module through the entry-point table if needed)."""
+    if name not in _REGISTRY:
+        table = entry_points()
+        if name not in table:
+            hint = "" if table else (" (no detector table found: install the package with `pip install -e .`, "
+                                     "which ./run_all.sh does, so that its entry points are known)")
+            raise ValueError(f"unknown detector {name!r}; available: {', '.join(available()) or 'none'}{hint}")
+        cls = table[name].load()  # importing the module runs its @register
+        _REGISTRY.setdefault(name, cls)
+        if _REGISTRY[name] is not cls:
+            raise ValueError(f"entry point {name!r} loads {cls.__qualname__}, but {name!r} is registered to "
+                             f"{_REGISTRY[name].__qualname__}: fix the table in pyproject.toml")
+    return _REGISTRY[name]
 
 
 def create(name: str, **kwargs) -> Detector:
-    _load_methods()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown detector {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**kwargs)
+    return detector_class(name)(**kwargs)
+
+
+def latent_detectors() -> list[str]:
+    """Registered detectors that declare a latent code (what a latent wrapper such as MADDR can wrap)."""
+    return [name for name in available() if getattr(detector_class(name), "latent_phase", None) is not None]

@@ -1,6 +1,8 @@
 """The one experiment runner: fit -> score validation and test -> threshold on validation -> metrics -> one
 result row with full provenance. Every notebook goes through `run_experiment` (images) or
-`evaluate_feature_detector` (methods scored on cached features, e.g. PatchCore/WSCXR across K and seeds).
+`evaluate_feature_detector` (methods scored on cached features, e.g. PatchCore/WSCXR across K and seeds); rows
+that re-use one run's scores on parts of a split (per anomaly class, per dataset of a joint model) go through
+`score_and_record`, the one function that turns scores into metrics and a row.
 
 A row says what produced it: profile, seed, image size, weights source and file hash, data source and the data
 file's SHA-256, the run config's hash, git commit, wall time, peak memory, threads, device, and the run's status
@@ -78,6 +80,32 @@ def record_row(table: ResultsTable | None, *, config: RunConfig, protocol: Proto
     return row
 
 
+def nan_metrics() -> dict:
+    """The metrics of a run that has no scores (diverged, or a part of a split with one class only)."""
+    return {k: float("nan") for k in METRIC_KEYS}
+
+
+def score_and_record(table: ResultsTable | None, val: ScoredSplit | None, test: ScoredSplit | None, *,
+                     config: RunConfig, protocol: Protocol | None, method: str, seed: int, detector=None,
+                     variant: str = "default", dataset: str | None = None, status: str = "completed",
+                     **extra) -> tuple[dict, dict]:
+    """(metrics, row): test AUROC/AP and F1/ACC/SEN/SPE at the threshold chosen on ``val``, then one row with every
+    provenance column, added to ``table``. NaN metrics when ``val`` or ``test`` is None. The only place where
+    scores become metrics and a row."""
+    metrics = evaluate_scores(val, test) if val is not None and test is not None else nan_metrics()
+    row = record_row(table, config=config, protocol=protocol, method=method, seed=seed, metrics=metrics,
+                     detector=detector, variant=variant, dataset=dataset, status=status, **extra)
+    return metrics, row
+
+
+def scored_part(scores: np.ndarray, images: ImageSet, mask: np.ndarray) -> ScoredSplit | None:
+    """The scores of ``images[mask]`` as a ScoredSplit, or None when that part lacks normal or anomalous images."""
+    part = images.subset(mask)
+    if len(np.unique(part.labels)) < 2:
+        return None
+    return ScoredSplit.of(np.asarray(scores)[mask], part)
+
+
 def run_experiment(detector: "Detector | str | Callable[[], Detector]", protocol: Protocol, *, config: RunConfig,
                    seed: int, method: str, table: ResultsTable | None = None, variant: str = "default",
                    train: ImageSet | None = None, anomalies: ImageSet | None = None, use_val_in_fit: bool = False,
@@ -111,28 +139,27 @@ def run_experiment(detector: "Detector | str | Callable[[], Detector]", protocol
         status = history.status
     timing.append(fit_meter.as_row(stage="fit", method=method, variant=variant, seed=seed))
     if status.startswith("diverged"):
-        metrics = {k: float("nan") for k in METRIC_KEYS}
-        row = record_row(table, config=config, protocol=protocol, method=method, seed=seed, metrics=metrics,
-                         detector=detector, variant=variant, dataset=dataset, status=status,
-                         fit_seconds=round(fit_meter.seconds, 2), peak_memory_MB=round(fit_meter.peak_mb, 1),
-                         added_memory_MB=round(fit_meter.added_mb, 1), **extra)
+        metrics, row = score_and_record(table, None, None, config=config, protocol=protocol, method=method, seed=seed,
+                                        detector=detector, variant=variant, dataset=dataset, status=status,
+                                        fit_seconds=round(fit_meter.seconds, 2),
+                                        peak_memory_MB=round(fit_meter.peak_mb, 1),
+                                        added_memory_MB=round(fit_meter.added_mb, 1), **extra)
         return ExperimentResult(detector, None, None, metrics, row, status, timing)
     with ResourceMeter(images=len(protocol.val) + len(protocol.test)) as score_meter:
         val = ScoredSplit.of(detector.score(protocol.val), protocol.val)
         test = ScoredSplit.of(detector.score(protocol.test), protocol.test)
     timing.append(score_meter.as_row(stage="score val+test", method=method, variant=variant, seed=seed))
-    metrics = evaluate_scores(val, test)
     best = getattr(history, "best_step", None)
-    row = record_row(table, config=config, protocol=protocol, method=method, seed=seed, metrics=metrics,
-                     detector=detector, variant=variant, dataset=dataset, status=status,
-                     fit_seconds=round(fit_meter.seconds, 2), score_seconds=round(score_meter.seconds, 2),
+    metrics, row = score_and_record(table, val, test, config=config, protocol=protocol, method=method, seed=seed,
+                                    detector=detector, variant=variant, dataset=dataset, status=status,
+                                    fit_seconds=round(fit_meter.seconds, 2), score_seconds=round(score_meter.seconds, 2),
                      fit_images_per_s=round(fit_meter.images_per_second, 1),
-                     score_images_per_s=round(score_meter.images_per_second, 1),
-                     peak_memory_MB=round(max(fit_meter.peak_mb, score_meter.peak_mb), 1),
-                     added_memory_MB=round(max(fit_meter.added_mb, score_meter.added_mb), 1),
-                     **({"best_step": best} if best is not None else {}),
-                     **({"checkpoint_criterion": history.checkpoint_criterion}
-                        if getattr(history, "checkpoint_criterion", "") else {}), **extra)
+                                    score_images_per_s=round(score_meter.images_per_second, 1),
+                                    peak_memory_MB=round(max(fit_meter.peak_mb, score_meter.peak_mb), 1),
+                                    added_memory_MB=round(max(fit_meter.added_mb, score_meter.added_mb), 1),
+                                    **({"best_step": best} if best is not None else {}),
+                                    **({"checkpoint_criterion": history.checkpoint_criterion}
+                                       if getattr(history, "checkpoint_criterion", "") else {}), **extra)
     return ExperimentResult(detector, val, test, metrics, row, status, timing)
 
 
@@ -144,15 +171,25 @@ def evaluate_feature_detector(detector, val, test, *, table: ResultsTable | None
     For detectors that work on features extracted once (adlib.patch_features): the same metrics and
     provenance as `run_experiment`, without re-extracting features per method, seed and K."""
     with ResourceMeter(images=len(val.labels) + len(test.labels)) as meter:
-        v = ScoredSplit.of(detector.score_features(val.features), val)
-        t = ScoredSplit.of(detector.score_features(test.features), test)
-    metrics = evaluate_scores(v, t)
+        v, t = scored_features(detector, val, test)
     history = getattr(detector, "history", None)
     status = getattr(history, "status", "completed") if history is not None else "completed"
     best = getattr(history, "best_step", None)
-    return record_row(table, config=config, protocol=protocol, method=method, seed=seed, metrics=metrics,
-                      detector=detector, variant=variant, status=status, score_seconds=round(meter.seconds, 2),
-                      **({"best_step": best} if best is not None else {}), **extra)
+    return score_and_record(table, v, t, config=config, protocol=protocol, method=method, seed=seed,
+                            detector=detector, variant=variant, status=status, score_seconds=round(meter.seconds, 2),
+                            **({"best_step": best} if best is not None else {}), **extra)[1]
+
+
+def scored_features(detector, val, test) -> tuple[ScoredSplit, ScoredSplit]:
+    """Validation and test scores of a detector that works on cached features (FeatureSplits)."""
+    return (ScoredSplit.of(detector.score_features(val.features), val),
+            ScoredSplit.of(detector.score_features(test.features), test))
+
+
+def evaluate_features(detector, val, test) -> dict:
+    """The metrics of a feature detector, without a row (for a selection curve over a hyperparameter: the
+    kept setting's row is then written by `evaluate_feature_detector`)."""
+    return evaluate_scores(*scored_features(detector, val, test))
 
 
 def check_finite(values: np.ndarray, what: str) -> np.ndarray:

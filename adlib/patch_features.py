@@ -17,6 +17,8 @@ subclasses work on feature tensors (so a notebook can cache features and reuse t
 """
 from __future__ import annotations
 
+import copy
+
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -277,6 +279,29 @@ def flatten_patches(features: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ detectors
+def _guard_fit_features(fit_features):
+    """Wrap a subclass's fit_features like `Detector.fit`: the features of training normals, of the few-shot
+    anomalies and of the validation split (checkpoint choice) must not come from the test split. A FeatureSplit
+    is checked by its test mark and unwrapped to its features; ``val`` must be a FeatureSplit (it carries the
+    mark). ``diagnostic=`` (the authors'-protocol comparison) is the one argument that holds test features: it is
+    only scored after training (`train_patch_scorer`)."""
+    import functools
+
+    from .data.imageset import refuse_test_data, require_marked
+
+    @functools.wraps(fit_features)
+    def guarded(self, normal=None, val=None, anomalies=None, *args, **kwargs):
+        who = f"{type(self).__name__}.fit_features"
+        for part, data in (("normal", normal), ("anomalies", anomalies)):
+            refuse_test_data(data, f"{who}({part}=...)")
+        require_marked(val, f"{who}(val=...)")
+        normal, anomalies = (d.features if isinstance(d, FeatureSplit) else d for d in (normal, anomalies))
+        return fit_features(self, normal, val, anomalies, *args, **kwargs)
+
+    guarded.__guarded__ = True
+    return guarded
+
+
 class PatchFeatureDetector(Detector):
     """Base of patch-feature detectors: ``fit``/``score``/``anomaly_maps`` on images extract features
     and call the feature-level ``fit_features`` / ``patch_scores`` that subclasses implement.
@@ -284,6 +309,12 @@ class PatchFeatureDetector(Detector):
     Pass ``featurizer=`` to share one backbone between detectors, or the PatchFeatureConfig fields.
     ``map_sigma``: Gaussian smoothing of anomaly maps, in pixels of the input image.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        fit_features = cls.__dict__.get("fit_features")
+        if fit_features is not None and not getattr(fit_features, "__guarded__", False):
+            cls.fit_features = _guard_fit_features(fit_features)
 
     def __init__(self, featurizer: PatchFeaturizer | None = None, config: PatchFeatureConfig | None = None,
                  map_sigma: float = 4.0, batch_size: int = 32, progress: bool = True, **feature_kwargs):
@@ -398,8 +429,10 @@ def train_patch_scorer(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
     val (a FeatureSplit of the validation split): its image-level AUROC is measured every ``eval_every``
     epochs and the best state is kept (the checkpoint is chosen on validation only; test features are refused).
-    diagnostic (test features): only *recorded* in ``history.extras`` for the "what the authors' protocol would
-    report" comparison; it never influences training or the kept checkpoint.
+    diagnostic (test features): for the "what the authors' protocol would report" comparison only. Test features
+    never enter the training loop: the monitor keeps a copy of the weights at each evaluation, and the test
+    features are scored with those copies after training has ended (``history.extras``), so they can influence
+    neither training nor the kept checkpoint.
     """
     from .metrics import auroc
     from .training import Monitor, Phase, step_generator, train_loop
@@ -409,24 +442,30 @@ def train_patch_scorer(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     bs = min(batch_size, len(normal))
     per_epoch = max(1, len(normal) // bs)
     extras = {"steps_per_epoch": per_epoch, "diagnostic_auroc": [], "diagnostic_scores": []}
-    monitor = None
+    monitor, snapshots = None, []
     if val is not None:
         from .data.imageset import require_marked
 
         require_marked(val, f"{desc}: checkpoint choice on validation AUROC")
 
         def evaluate(step: int) -> float:
-            value = auroc(val.labels, image_scores(score_patches(val.features)))
-            if diagnostic is not None:  # recorded only, never used for a choice
-                d = image_scores(score_patches(diagnostic.features))
-                extras["diagnostic_scores"].append(d)
-                extras["diagnostic_auroc"].append(auroc(diagnostic.labels, d))
-            return value
+            if diagnostic is not None:  # weights kept for the diagnostic after training (test data stays outside)
+                snapshots.append(copy.deepcopy(model.state_dict()))
+            return auroc(val.labels, image_scores(score_patches(val.features)))
 
         monitor = Monitor("val AUROC", evaluate, "max", every=eval_every * per_epoch)
     phase = Phase(desc, optimizer, lambda batch, step: step_loss(batch, step_generator(seed, step)))
     history = train_loop(model, [phase], normal, steps=epochs * per_epoch, batch_size=bs, seed=seed,
                          monitor=monitor, device=torch.device("cpu"), desc=desc, progress=progress)
+    if snapshots:  # training is over: score the test features with each evaluation's weights, then restore
+        kept = copy.deepcopy(model.state_dict())
+        model.eval()
+        for state in snapshots:
+            model.load_state_dict(state)
+            d = image_scores(score_patches(diagnostic.features))
+            extras["diagnostic_scores"].append(d)
+            extras["diagnostic_auroc"].append(auroc(diagnostic.labels, d))
+        model.load_state_dict(kept)
     history.extras = extras
     if history.best_step is None:
         history.best_step = epochs * per_epoch
@@ -455,11 +494,11 @@ class FeatureSplit:
 
 
 def evaluate_on_features(detector: "PatchFeatureDetector", val: FeatureSplit, test: FeatureSplit) -> dict[str, float]:
-    """AUROC/AP on test and F1/ACC/SEN/SPE at the threshold chosen on validation (adlib.metrics)."""
-    from .metrics import ScoredSplit, evaluate_scores
+    """AUROC/AP on test and F1/ACC/SEN/SPE at the threshold chosen on validation: the runner's
+    `adlib.experiment.evaluate_features` (kept under this name for notebook 06)."""
+    from .experiment import evaluate_features
 
-    return evaluate_scores(ScoredSplit.of(detector.score_features(val.features), val),
-                           ScoredSplit.of(detector.score_features(test.features), test))
+    return evaluate_features(detector, val, test)
 
 
 # ------------------------------------------------------------------------------------------ feature cache

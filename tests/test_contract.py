@@ -145,6 +145,27 @@ def test_same_seed_gives_identical_scores(name, protocol, fitted):
 
 
 @pytest.mark.parametrize("name", DETECTORS)
+def test_score_of_an_image_does_not_depend_on_its_batch(name, protocol, fitted):
+    """Scoring a few test images alone, in another order, gives the scores they got inside the whole test set
+    (eval-mode BatchNorm, no batch statistics, no per-batch normalisation)."""
+    detector, scores = fitted(name)
+    picked = np.array([9, 2, len(protocol.test) - 1, 30, 0])
+    alone = np.asarray(detector.score(protocol.test.subset(picked)))
+    np.testing.assert_allclose(alone, scores[picked], rtol=1e-4, atol=1e-6,
+                               err_msg=f"{name}: a test image's score changed with the images scored beside it")
+    single = np.asarray(detector.score(protocol.test.subset(picked[:1])))
+    np.testing.assert_allclose(single, scores[picked[:1]], rtol=1e-4, atol=1e-6,
+                               err_msg=f"{name}: a test image scored alone differs from its score in the set")
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_fit_refuses_bare_tensors(name, protocol):
+    """A bare tensor carries no test-split mark, so it could be test data in disguise: fit refuses it."""
+    with pytest.raises(TypeError, match="ImageSet"):
+        _new(name).fit(protocol.train.images)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
 def test_fit_refuses_test_data(name, protocol):
     p = protocol
     detector = _new(name)

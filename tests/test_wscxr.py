@@ -151,6 +151,13 @@ def test_feature_detectors_refuse_test_features_for_checkpoint_choice(synthetic_
     with pytest.raises(TypeError):  # a bare (features, labels) tuple carries no test mark: refused
         create("simplenet", featurizer=fz, progress=False, epochs=1).fit_features(
             f["train"], (f["val"], protocol.val.labels))
+    test_split = FeatureSplit(f["test"], protocol.test.labels, "train", protocol.test.from_test)
+    for method in ("simplenet", "patchcore", "wscxr"):  # test features as the training normals or anomalies
+        kw = {} if method == "patchcore" else dict(epochs=1)
+        with pytest.raises(TestDataError):
+            create(method, featurizer=fz, progress=False, **kw).fit_features(test_split)
+        with pytest.raises(TestDataError):
+            create(method, featurizer=fz, progress=False, **kw).fit_features(f["train"], None, test_split)
 
 
 def test_wscxr_needs_anomalies_and_detector_api_on_images(synthetic_features):

@@ -10,8 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from ...data.imageset import ImageSet
-from ...experiment import METRIC_KEYS, ExperimentResult, record_row
-from ...metrics import ScoredSplit, evaluate_scores
+from ...experiment import ExperimentResult, score_and_record, scored_part
 from ...gan import scaled_ccb_lengths
 from ...data.protocol import cap_splits as cap  # noqa: F401  (the notebooks import it from here)
 
@@ -58,17 +57,14 @@ def per_class_rows(result: ExperimentResult, protocol, *, classes: dict[int, str
     each class gets its own F1-optimal threshold on the validation images of that class and the normals."""
     rows = []
     for raw, name in classes.items():
-        metrics = {k: float("nan") for k in METRIC_KEYS}  # a diverged run, or a class missing from a subset
+        val = test = None  # a diverged run, or a class missing from a subset: NaN metrics
         if result.val is not None:
-            v_mask = (protocol.val.labels == 0) | (protocol.val.raw_labels == raw)
-            t_mask = (protocol.test.labels == 0) | (protocol.test.raw_labels == raw)
-            if all(len(np.unique(s.labels[m])) == 2 for s, m in ((protocol.val, v_mask), (protocol.test, t_mask))):
-                val = ScoredSplit.of(result.val.scores[v_mask], protocol.val.subset(v_mask))
-                test = ScoredSplit.of(result.test.scores[t_mask], protocol.test.subset(t_mask))
-                metrics = evaluate_scores(val, test)
-        rows.append(record_row(table, config=config, protocol=protocol, method=method, seed=seed, metrics=metrics,
-                               detector=result.detector, variant=variant, dataset=f"{dataset} {name}",
-                               status=result.status, **extra))
+            val = scored_part(result.val.scores, protocol.val, (protocol.val.labels == 0) | (protocol.val.raw_labels == raw))
+            test = scored_part(result.test.scores, protocol.test,
+                               (protocol.test.labels == 0) | (protocol.test.raw_labels == raw))
+        rows.append(score_and_record(table, val, test, config=config, protocol=protocol, method=method, seed=seed,
+                                     detector=result.detector, variant=variant, dataset=f"{dataset} {name}",
+                                     status=result.status, **extra)[1])
     return rows
 
 

@@ -14,8 +14,7 @@ from sklearn.metrics import confusion_matrix
 from ...data.imageset import concat, iter_float_batches
 from ...data.protocol import Protocol
 from ...data.protocol import cap_splits as cap  # noqa: F401  (the notebooks import it from here)
-from ...experiment import METRIC_KEYS, ExperimentResult, record_row
-from ...metrics import ScoredSplit, evaluate_scores
+from ...experiment import ExperimentResult, score_and_record, scored_part
 from ...plots import embed_2d
 from .wrapper import MADDR
 
@@ -67,15 +66,13 @@ def per_dataset_rows(result: ExperimentResult, joint: Protocol, *, table, config
     images, the threshold chosen on that dataset's validation split."""
     rows = []
     for name, part in joint.parts.items():
-        metrics = {k: float("nan") for k in METRIC_KEYS}
+        val = test = None  # a diverged run: NaN metrics
         if result.val is not None:
-            v = joint.val.domains["dataset"] == name
-            t = joint.test.domains["dataset"] == name
-            metrics = evaluate_scores(ScoredSplit.of(result.val.scores[v], joint.val.subset(v)),
-                                      ScoredSplit.of(result.test.scores[t], joint.test.subset(t)))
-        rows.append(record_row(table, config=config, protocol=part, method=method, seed=seed, metrics=metrics,
-                               detector=result.detector, variant=variant, dataset=name, status=result.status,
-                               trained_on=joint.dataset, **extra))
+            val = scored_part(result.val.scores, joint.val, joint.val.domains["dataset"] == name)
+            test = scored_part(result.test.scores, joint.test, joint.test.domains["dataset"] == name)
+        rows.append(score_and_record(table, val, test, config=config, protocol=part, method=method, seed=seed,
+                                     detector=result.detector, variant=variant, dataset=name, status=result.status,
+                                     trained_on=joint.dataset, **extra)[1])
     return rows
 
 
