@@ -15,6 +15,7 @@ import torchvision
 from adlib import backbones
 from adlib.backbones import (LAYERS, CheckpointHashError, FeatureExtractor, WeightsNotAvailableError,
                              feature_statistics, load_model, resolve_weights)
+from adlib.io import file_digest
 
 
 def expected_stride(arch: str, layer: str) -> int:
@@ -103,7 +104,7 @@ def empty_weight_dirs(tmp_path, monkeypatch):
 
 
 def _tiny_cifar10_checkpoint(arch="resnet18", seed=11):
-    state = {k: v for k, v in backbones._build(arch, seed).state_dict().items()
+    state = {k: v for k, v in backbones.weights._build(arch, seed).state_dict().items()
              if not k.startswith(backbones.HEAD_PREFIX[arch])}
     config = {"arch": arch, "steps": 1, "batch_size": 2, "test": True}
     record = {"test_accuracy": 0.1, "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
@@ -113,7 +114,7 @@ def _tiny_cifar10_checkpoint(arch="resnet18", seed=11):
 def _imagenet_file(arch="resnet18", seed=5):
     path = backbones.imagenet_checkpoint_path(arch)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = backbones._build(arch, seed).state_dict()
+    state = backbones.weights._build(arch, seed).state_dict()
     torch.save(state, path)
     return path, state
 
@@ -147,13 +148,13 @@ def test_imagenet_path_loads_named_file_from_torch_home(empty_weight_dirs, capsy
     ext = FeatureExtractor("resnet18", ["layer2"], weights="auto")
     assert ext.weights_source == "imagenet"
     torch.testing.assert_close(ext.mean.flatten(), torch.tensor(backbones.IMAGENET_MEAN))
-    assert ext.weights_sha256 == backbones.file_digest(path) and ext.weights_file == path.name
+    assert ext.weights_sha256 == file_digest(path) and ext.weights_file == path.name
 
 
 def test_cifar10_checkpoint_loads_and_wrong_hash_is_refused(empty_weight_dirs, capsys):
     ckpt, state = _tiny_cifar10_checkpoint("resnet18", seed=11)
     manifest = json.loads(ckpt.manifest_path.read_text())
-    assert manifest["sha256"] == backbones.file_digest(ckpt.path)
+    assert manifest["sha256"] == file_digest(ckpt.path)
     model, source = load_model("resnet18", "cifar10")
     assert source == "cifar10" and "using cifar10 weights" in capsys.readouterr().out
     torch.testing.assert_close(model.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
@@ -230,7 +231,7 @@ def test_tiny_pretraining_writes_manifest_and_is_found_not_retrained(tmp_path, m
     config = pretrain.default_config("resnet18", steps=2, batch_size=8, val_images=16, test_images=32)
     ckpt = pretrain.ensure_cifar10_backbone("resnet18", config, progress=False)
     manifest = ckpt.manifest
-    assert manifest["sha256"] == backbones.file_digest(ckpt.path) and manifest["config"] == config
+    assert manifest["sha256"] == file_digest(ckpt.path) and manifest["config"] == config
     assert 0.0 <= manifest["test_accuracy"] <= 1.0 and manifest["test_images"] == 32
     assert manifest["curve"]["val_steps"][-1] == 2 and manifest["train_seconds"] > 0
     capsys.readouterr()
@@ -259,7 +260,7 @@ def test_lite_weights_resolve_offline_load_strictly_and_record_their_hash(empty_
         resolve_weights("resnet18", "imagenet-lite")
     path = backbones.lite_weights_path(LITE0)
     assert path.name == "efficientnet-lite0-57934424.pth" and path.exists()
-    digest = backbones.file_digest(path)
+    digest = file_digest(path)
     assert digest == backbones.EXPECTED_SHA256[LITE0]
     model, source = load_model(LITE0, "auto")
     assert source == "imagenet-lite" and "using imagenet-lite weights" in capsys.readouterr().out
@@ -288,7 +289,7 @@ def test_lite_weights_with_another_hash_are_refused(empty_weight_dirs, monkeypat
     data = bytearray(backbones.lite_weights_path(LITE0).read_bytes())
     data[-100] ^= 1
     tampered.write_bytes(bytes(data))
-    monkeypatch.setattr(backbones, "lite_weights_path", lambda arch: tampered)
+    monkeypatch.setattr(backbones.weight_files, "lite_weights_path", lambda arch: tampered)  # its owner
     with pytest.raises(CheckpointHashError, match="refused"):
         FeatureExtractor(LITE0, ["stage1_s2"], weights="auto")
 

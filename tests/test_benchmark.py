@@ -24,7 +24,7 @@ VALUES = {
 
 
 def _ref(values=VALUES) -> bench.ConfigRef:
-    return bench.ConfigRef("07_benchmark", "smoke", bench._frozen(values), "test")
+    return bench.ConfigRef("07_benchmark", "smoke", bench.grid._frozen(values), "test")
 
 
 def test_grid_reuses_a_matching_row_and_runs_only_the_missing_one(tmp_path):
@@ -106,7 +106,8 @@ def test_interrupted_grid_resumes_from_its_checkpoint(tmp_path, monkeypatch):
         fh.write('{"key": "torn')  # a half-written last line
     calls = []
     real = bench.run_job
-    monkeypatch.setattr(bench, "run_job", lambda job, *a: calls.append(job.seed) or real(job, *a))
+    monkeypatch.setattr(bench.execution, "run_job",  # patched where run_jobs looks it up
+                        lambda job, *a: calls.append(job.seed) or real(job, *a))
     rows = bench.run_jobs(jobs, ref, checkpoint=checkpoint, progress=False)
     assert calls == [1]  # only the job the first run did not finish
     assert rows[0]["how"] == "ran (resumed)"
