@@ -143,14 +143,20 @@ def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "R
 
 def score_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None,
                     title: str = "anomaly scores (test split)") -> plt.Figure:
+    """Score densities of normal and anomalous images (shared bins) and, when given, the validation threshold.
+    Each artist carries its own legend label, so the legend cannot pair a name with the wrong artist."""
+    labels, scores = np.asarray(labels).reshape(-1), np.asarray(scores, dtype=np.float64).reshape(-1)
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    names = np.array([LABEL_NAMES[int(v)] for v in labels])
-    sns.histplot(x=scores, hue=names, hue_order=["normal", "anomalous"], bins=40, stat="density",
-                 common_norm=False, element="step", ax=ax)
+    bins = np.histogram_bin_edges(scores, bins=40)
+    for colour, value in zip(sns.color_palette(n_colors=2), (0, 1)):
+        chosen = scores[labels == value]
+        if len(chosen):
+            ax.hist(chosen, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color=colour,
+                    edgecolor=colour, linewidth=1.2, label=LABEL_NAMES[value])
     if threshold is not None:
         ax.axvline(threshold, color="k", ls="--", lw=1, label="threshold (chosen on validation)")
-        ax.legend(["threshold (val)", "anomalous", "normal"], fontsize=8)
-    ax.set(xlabel="anomaly score", title=title)
+    ax.legend(fontsize=8)
+    ax.set(xlabel="anomaly score", ylabel="density", title=title)
     return fig
 
 

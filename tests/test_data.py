@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from adlib.data import (ChecksumError, DataNotFoundError, ImageSet, few_shot_anomalies, load_split, locate,
+from adlib.data import (ChecksumError, DataNotFoundError, ImageSet, concat, few_shot_anomalies, load_split, locate,
                         make_multidomain, make_phantoms, make_protocol)
 from adlib.data import medmnist_files
 
@@ -139,3 +139,77 @@ def test_imageset_rejects_bad_input():
         ImageSet(images=torch.zeros(2, 1, 8, 8, dtype=torch.uint8), labels=[0])
     with pytest.raises(ValueError, match="unknown dataset"):
         make_protocol("oct")
+
+
+def test_subset_masks_follow_subset_sample_and_concat_like_labels():
+    from adlib.data.protocol import cap_splits
+
+    a = ImageSet(torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 4, 4).contiguous(),
+                 labels=[0, 1, 0, 1, 0, 1], subsets={"medmnist_exact": [1, 1, 0, 1, 0, 1]})
+    assert a.medmnist_exact.dtype == bool
+    picked = a.subset([4, 0, 2])
+    np.testing.assert_array_equal(picked.medmnist_exact, [False, True, False])
+    # the mask stays with its image: image k holds the value k in every pixel
+    sampled = a.sample(4, seed=1)
+    np.testing.assert_array_equal(sampled.medmnist_exact, a.medmnist_exact[sampled.images[:, 0, 0, 0].numpy()])
+    both = concat([a, picked])
+    np.testing.assert_array_equal(both.medmnist_exact, np.concatenate([a.medmnist_exact, picked.medmnist_exact]))
+    unmarked = ImageSet(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), labels=[0, 1])
+    assert unmarked.medmnist_exact is None
+    assert concat([a, unmarked]).medmnist_exact is None  # unknown for the unmarked images: not guessed
+    with pytest.raises(ValueError, match="subset mask 'medmnist_exact'"):
+        ImageSet(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), labels=[0, 1], subsets={"medmnist_exact": [True]})
+
+    p = make_protocol("breast", 28)
+    capped = cap_splits(p, 30, 50, seed=0)
+    assert len(capped.test.medmnist_exact) == 50 and capped.test.medmnist_exact.all()  # official file: all exact
+
+
+def _rebuilt_file(size: int):
+    from adlib.paths import data_dir
+
+    path = data_dir() / "rebuilt" / f"pneumoniamnist_{size}_rebuilt.npz"
+    if not path.exists():
+        pytest.skip(f"{path} is absent: point ADLIB_DATA at shared/data to check the rebuilt PneumoniaMNIST files")
+    return path
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_rebuilt_pneumonia_marks_the_67_test_normals_missing_from_medmnist(size):
+    _rebuilt_file(size)
+    test = load_split("pneumonia", "test", size=size)
+    assert test.meta["source_kind"] == "rebuilt-substitute"
+    exact = test.medmnist_exact
+    assert len(exact) == 624 and exact.sum() == 557  # MANIFEST: 557 of 624 matched, 67 Kaggle-only normals
+    assert (test.labels[~exact] == 0).all()
+    exact_test = test.subset(exact)
+    assert exact_test.counts() == {"normal": 234 - 67, "anomalous": 390}
+    for split in ("train", "val"):
+        assert load_split("pneumonia", split, size=size).medmnist_exact.all()
+    assert load_split("pneumonia", "test", size=28).medmnist_exact.all()  # the official 28 px file
+
+
+def test_rebuilt_medmnist_exact_mask_is_aligned_with_the_images():
+    """Downsized to 28 px, a matched image looks like the official image at the same index (MANIFEST: MAD about
+    3); the 67 substituted ones do not (MAD about 31). So the mask is in the images' order."""
+    _rebuilt_file(64)
+    rebuilt = load_split("pneumonia", "test", size=28, file_size=64)
+    official = load_split("pneumonia", "test", size=28)
+    mad = (rebuilt.images.float() - official.images.float()).abs().mean(dim=(1, 2, 3)).numpy()
+    exact = rebuilt.medmnist_exact
+    assert np.median(mad[exact]) < 6 and np.median(mad[~exact]) > 15
+    assert mad[exact].max() < mad[~exact].min()
+
+
+def test_rebuilt_file_without_its_provenance_csv_is_refused(tmp_path, monkeypatch):
+    source = _rebuilt_file(64)
+    (tmp_path / "rebuilt").mkdir()
+    (tmp_path / "rebuilt" / source.name).symlink_to(source)
+    monkeypatch.setenv("ADLIB_DATA", str(tmp_path))
+    monkeypatch.setenv("ADLIB_OFFLINE", "1")
+    with pytest.raises(DataNotFoundError, match="provenance.csv is missing"):
+        load_split("pneumonia", "test", size=64, file_size=64)
+    not_the_csv = tmp_path / "rebuilt" / "pneumoniamnist_64_128_provenance.csv"
+    not_the_csv.write_text("split,index,label,matched_to_official\n")
+    with pytest.raises(ChecksumError, match="SHA256"):
+        load_split("pneumonia", "test", size=64, file_size=64)

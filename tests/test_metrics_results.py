@@ -31,7 +31,108 @@ def test_metrics_at_threshold_match_hand_computation():
 def test_threshold_maximises_validation_f1():
     val = ScoredSplit(np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.25]), np.array([0, 0, 0, 1, 1, 1]), "val")
     # candidates: t=0.7 gives F1 = 2*1*(2/3)/(1+2/3) = 0.8; t=0.25 gives P=3/4,R=1 -> 6/7 = 0.857 (best)
-    assert select_threshold_on_validation(val) == pytest.approx(0.25)
+    assert select_threshold_on_validation(val, rule="f1max") == pytest.approx(0.25)
+    # Youden: t=0.7 gives SEN 2/3 + SPE 1 (J = 2/3); t=0.25 gives SEN 1 + SPE 2/3 (J = 2/3): a tie, the higher wins
+    assert select_threshold_on_validation(val) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="youden"):
+        select_threshold_on_validation(val, rule="accuracy")
+
+
+# 2 normals, 6 anomalous (75 % anomalous, like PneumoniaMNIST's validation split), by hand, predicting score >= t:
+#   t     TP FP   F1      SEN  SPE   J = SEN + SPE - 1
+#   0.1    6  2  12/14   1    0     0      <- F1 maximum: every image anomalous
+#   0.2    5  2  10/13   5/6  0    -1/6
+#   0.3    5  1  10/12   5/6  1/2   1/3
+#   0.35   4  1   8/11   4/6  1/2   1/6
+#   0.4    4  0   8/10   4/6  1     2/3    <- Youden maximum
+#   0.5    3  0   6/9    1/2  1     1/2
+#   0.7    2  0   4/8    1/3  1     1/3
+#   0.8    1  0   2/7    1/6  1     1/6
+COLLAPSE_SCORES = np.array([0.2, 0.35, 0.1, 0.3, 0.4, 0.5, 0.7, 0.8])
+COLLAPSE_LABELS = np.array([0, 0, 1, 1, 1, 1, 1, 1])
+
+
+def test_f1max_collapses_to_all_anomalous_where_youden_does_not():
+    val = ScoredSplit(COLLAPSE_SCORES, COLLAPSE_LABELS, "val")
+    assert select_threshold_on_validation(val, rule="f1max") == pytest.approx(0.1)
+    assert select_threshold_on_validation(val, rule="youden") == pytest.approx(0.4)
+    m = evaluate_scores(val, ScoredSplit(COLLAPSE_SCORES, COLLAPSE_LABELS, "test"))
+    assert m["threshold_rule"] == "youden-val" and m["threshold"] == pytest.approx(0.4)
+    assert (m["SEN"], m["SPE"], m["ACC"], m["F1"]) == pytest.approx((4 / 6, 1.0, 6 / 8, 0.8))
+    assert m["degenerate"] is False
+    assert m["threshold_f1max"] == pytest.approx(0.1)
+    assert (m["SEN_f1max"], m["SPE_f1max"], m["ACC_f1max"], m["F1_f1max"]) == pytest.approx((1.0, 0.0, 6 / 8, 12 / 14))
+    assert m["degenerate_f1max"] is True
+
+
+def test_perfectly_separated_scores_give_a_perfect_threshold():
+    val = ScoredSplit(np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]), np.array([0, 0, 0, 1, 1, 1]), "val")
+    test = ScoredSplit(np.array([0.05, 0.25, 0.75, 0.95]), np.array([0, 0, 1, 1]), "test")
+    m = evaluate_scores(val, test)
+    assert m["threshold"] == pytest.approx(0.7) and m["threshold_f1max"] == pytest.approx(0.7)
+    assert (m["F1"], m["ACC"], m["SEN"], m["SPE"], m["AUROC"]) == pytest.approx((1, 1, 1, 1, 1))
+    assert not m["degenerate"] and not m["degenerate_f1max"]
+
+
+def test_youden_ties_go_to_the_highest_threshold_and_tied_scores_to_the_same_side():
+    # t=0.7: SEN 2/6 + SPE 1 and t=0.3: SEN 5/6 + SPE 1/2 both give J = 1/3 (the maximum): the higher threshold wins
+    val = ScoredSplit(np.array([0.2, 0.6, 0.1, 0.3, 0.4, 0.5, 0.7, 0.8]), np.array([0, 0, 1, 1, 1, 1, 1, 1]), "val")
+    assert select_threshold_on_validation(val) == pytest.approx(0.7)
+    # a normal and two anomalous images share the score 0.5; t=0.5 (J = 1 + 1/2 - 1) calls all three anomalous,
+    # t=0.9 gives J = 1/3 + 1 - 1 = 1/3
+    tied = ScoredSplit(np.array([0.1, 0.5, 0.5, 0.5, 0.9]), np.array([0, 0, 1, 1, 1]), "val")
+    assert select_threshold_on_validation(tied) == pytest.approx(0.5)
+    assert metrics_at_threshold(tied, 0.5) == pytest.approx({"F1": 6 / 7, "ACC": 4 / 5, "SEN": 1.0, "SPE": 0.5})
+
+
+def test_an_inverted_detector_gets_a_degenerate_youden_threshold():
+    # normals score higher than anomalies: every J <= 0; the best (J = 0) is calling every image anomalous
+    val = ScoredSplit(np.array([0.8, 0.9, 0.1, 0.2]), np.array([0, 0, 1, 1]), "val")
+    m = evaluate_scores(val, ScoredSplit(np.array([0.7, 0.95, 0.15, 0.3]), np.array([0, 0, 1, 1]), "test"))
+    assert m["threshold"] == pytest.approx(0.1) and (m["SEN"], m["SPE"]) == (1.0, 0.0)
+    assert m["degenerate"] is True and m["AUROC"] == 0.0
+
+
+def test_degenerate_cut_is_97_5_percent_of_test_images_in_one_class():
+    from adlib.metrics import DEGENERATE_SHARE, is_degenerate
+
+    assert DEGENERATE_SHARE == 0.975
+    val = ScoredSplit(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1]), "val")  # Youden threshold 0.8
+    labels = np.repeat([0, 1], 20)
+    for n_above, expected in [(39, True), (38, False), (1, True), (2, False)]:  # 39/40 = 97.5 %, 38/40 = 95 %
+        scores = np.where(np.arange(40) < n_above, 0.85, 0.5)
+        test = ScoredSplit(scores, labels, "test")
+        assert is_degenerate(test, 0.8) is expected
+        assert evaluate_scores(val, test)["degenerate"] is expected
+
+
+def test_medmnist_exact_auroc_uses_only_the_marked_test_images():
+    val = ScoredSplit(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1]), "val")
+    # images 0 and 1 are not in MedMNIST's test set; without them the ranking is perfect
+    test = ScoredSplit(np.array([0.95, 0.9, 0.1, 0.2, 0.6, 0.7]), np.array([0, 0, 0, 0, 1, 1]), "test",
+                       medmnist_exact=np.array([0, 0, 1, 1, 1, 1], bool))
+    m = evaluate_scores(val, test)
+    assert m["AUROC"] == pytest.approx(4 / 8)  # pairs (anomalous > normal): 4 of 8
+    assert m["AUROC_medmnist_exact"] == pytest.approx(1.0) and m["n_test_medmnist_exact"] == 4
+    plain = evaluate_scores(val, ScoredSplit(test.scores, test.labels, "test"))
+    assert "AUROC_medmnist_exact" not in plain and "n_test_medmnist_exact" not in plain
+    one_class = ScoredSplit(test.scores, test.labels, "test", medmnist_exact=np.array([1, 1, 1, 1, 0, 0], bool))
+    assert np.isnan(evaluate_scores(val, one_class)["AUROC_medmnist_exact"])
+    with pytest.raises(ValueError, match="medmnist_exact"):
+        ScoredSplit(test.scores, test.labels, "test", medmnist_exact=np.ones(3, bool))
+
+
+def test_scored_split_of_an_imageset_carries_its_medmnist_exact_mask():
+    import torch
+
+    from adlib.data import ImageSet
+
+    images = ImageSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), [0, 0, 1, 1],
+                      subsets={"medmnist_exact": [True, False, True, True]}).subset([3, 1, 0])
+    scored = ScoredSplit.of(np.array([0.3, 0.2, 0.1]), images)
+    np.testing.assert_array_equal(scored.medmnist_exact, [True, False, True])
+    unmarked = ImageSet(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), [0, 0, 1, 1])
+    assert ScoredSplit.of(np.zeros(4), unmarked).medmnist_exact is None
 
 
 def test_threshold_cannot_use_test_data():
@@ -78,6 +179,7 @@ def test_results_summary_mean_and_std(scratch_outputs):
     assert row["AUROC_std"] == pytest.approx(np.std([0.6, 0.7, 0.8], ddof=1))
     assert row["n_seeds"] == 3
     assert mean_pm_std(s, ["AUROC"]).iloc[0]["AUROC"] == "70.0 ± 10.0"
+    assert mean_pm_std(s, ["AUROC"]).iloc[1]["AUROC"] == "50.0 (1 seed)"  # not "50.0 ± 0.0"
     path = table.save()
     from adlib.paths import PROJECT_ROOT
     saved = pd.read_csv(PROJECT_ROOT / path)
@@ -173,3 +275,49 @@ def test_all_anomalous_baseline_is_the_metrics_of_flagging_everything():
     flagged = metrics_at_threshold(split, 0.5)  # every score >= threshold: all anomalous
     assert all_anomalous_baseline(labels) == pytest.approx({"ACC": flagged["ACC"], "F1": flagged["F1"]})
     assert all_anomalous_baseline(labels) == pytest.approx({"ACC": 0.75, "F1": 6 / 7})
+
+
+def test_summary_keeps_threshold_provenance_and_marks_a_group_with_any_degenerate_seed():
+    from adlib.results import summarize
+
+    rows = pd.DataFrame({"dataset": "d", "method": ["a", "a", "a", "b", "b"], "variant": "default",
+                         "seed": [0, 1, 2, 0, 1], "AUROC": [0.6, 0.7, 0.8, 0.9, 0.9], "F1": [0.5, 0.6, 0.7, 0.8, 0.8],
+                         "threshold_rule": "youden-val", "degenerate": [False, True, False, False, False]})
+    s = summarize(rows).set_index("method")
+    assert "degenerate_mean" not in s.columns and "threshold_rule_mean" not in s.columns
+    assert s.loc["a", "degenerate"] and not s.loc["b", "degenerate"]
+    assert s.loc["a", "threshold_rule"] == "youden-val" and s.loc["a", "F1_mean"] == pytest.approx(0.6)
+    shown = mean_pm_std(s.reset_index(), ["F1"]).set_index("method")
+    assert bool(shown.loc["a", "degenerate"]) and shown.loc["a", "threshold_rule"] == "youden-val"
+
+    # as read back from a CSV where older rows have no flag: blanks count as not degenerate
+    mixed = rows.assign(degenerate=[np.nan, np.nan, "False", "False", "True"])
+    s2 = summarize(mixed).set_index("method")
+    assert not s2.loc["a", "degenerate"] and s2.loc["b", "degenerate"]
+
+
+def test_score_histogram_legend_names_each_artist_correctly():
+    import matplotlib.pyplot as plt
+
+    from adlib.plots import score_histogram
+
+    labels = np.repeat([0, 1], 50)
+    scores = np.concatenate([np.linspace(0.0, 1.0, 50), np.linspace(5.0, 6.0, 50)])  # normals low, anomalies high
+    fig = score_histogram(labels, scores, threshold=3.0)
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == ["normal", "anomalous", "threshold (chosen on validation)"]
+    handles = dict(zip(texts, legend.legend_handles))
+    artists = {a.get_label(): a for a in [*ax.patches, *ax.lines] if not a.get_label().startswith("_")}
+    # the dashed line at the threshold is the one called "threshold", in the legend's colour and style
+    line = artists["threshold (chosen on validation)"]
+    assert list(line.get_xdata()) == [3.0, 3.0] and line.get_linestyle() == "--"
+    assert handles["threshold (chosen on validation)"].get_linestyle() == "--"
+    # each histogram lies where its class's scores are, and the legend shows it in the histogram's colour
+    for name, (low, high) in {"normal": (0.0, 1.0), "anomalous": (5.0, 6.0)}.items():
+        outline = artists[name].get_path().vertices
+        raised = outline[outline[:, 1] > 0, 0]  # x of the outline where the histogram has height
+        assert low - 0.2 <= raised.min() and raised.max() <= high + 0.2
+        assert np.allclose(handles[name].get_facecolor(), artists[name].get_facecolor())
+    plt.close(fig)

@@ -23,6 +23,9 @@ class ImageSet:
     from_test: per-image bool, True for images of a protocol's test split. Set once by the protocol
         (`mark_as_test`), kept by `subset` and `concat` whatever the set is called afterwards, and checked by
         every function that makes a choice (`refuse_test_data`): the test split never chooses anything.
+    subsets: named per-image bool masks that select a sub-population for a second evaluation, kept by
+        `subset`, `sample` and `concat` exactly as the labels are. MedMNIST loads carry "medmnist_exact":
+        True for images that belong to MedMNIST's own split (see `medmnist_exact`).
     """
 
     images: torch.Tensor
@@ -32,6 +35,7 @@ class ImageSet:
     domains: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     from_test: np.ndarray | None = None
+    subsets: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -49,6 +53,17 @@ class ImageSet:
         self.from_test = np.asarray(self.from_test, dtype=bool).reshape(-1)
         if len(self.from_test) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.from_test)} from_test marks")
+        self.subsets = {name: np.asarray(mask, dtype=bool).reshape(-1) for name, mask in self.subsets.items()}
+        for name, mask in self.subsets.items():
+            if len(mask) != len(self.labels):
+                raise ValueError(f"{len(self.images)} images but {len(mask)} entries in the subset mask {name!r}")
+
+    @property
+    def medmnist_exact(self) -> np.ndarray | None:
+        """Per-image bool: True where the image is in MedMNIST's own split. All True for an official MedMNIST
+        file; for the rebuilt PneumoniaMNIST 64/128 px files, False for the 67 test normals that MedMNIST's test
+        set lacks (they stand in for 67 MedMNIST images no public source holds). None for other datasets."""
+        return self.subsets.get("medmnist_exact")
 
     @property
     def contains_test(self) -> bool:
@@ -88,6 +103,7 @@ class ImageSet:
             domains={k: v[idx] for k, v in self.domains.items()},
             meta=dict(self.meta),
             from_test=self.from_test[idx],
+            subsets={k: v[idx] for k, v in self.subsets.items()},
         )
 
     def normals(self) -> "ImageSet":
@@ -114,11 +130,13 @@ class ImageSet:
 
 
 def concat(sets: list[ImageSet], meta: dict | None = None) -> ImageSet:
-    """Stack several ImageSets of the same size and channel count."""
+    """Stack several ImageSets of the same size and channel count. Domain labels and subset masks are kept
+    when every set has them (a mask missing from one set says nothing about its images)."""
     shapes = {tuple(s.images.shape[1:]) for s in sets}
     if len(shapes) != 1:
         raise ValueError(f"cannot concatenate image sets of different shapes: {sorted(shapes)}; resize them first")
     domain_keys = set.intersection(*(set(s.domains) for s in sets)) if sets else set()
+    subset_keys = set.intersection(*(set(s.subsets) for s in sets)) if sets else set()
     masks = None
     if all(s.masks is not None for s in sets):
         masks = torch.cat([s.masks for s in sets])
@@ -133,6 +151,7 @@ def concat(sets: list[ImageSet], meta: dict | None = None) -> ImageSet:
         domains={k: np.concatenate([s.domains[k] for s in sets]) for k in domain_keys},
         meta=meta or {},
         from_test=np.concatenate([s.from_test for s in sets]),
+        subsets={k: np.concatenate([s.subsets[k] for s in sets]) for k in sorted(subset_keys)},
     )
 
 

@@ -3,10 +3,13 @@
 Checksums come from the `medmnist` package's own INFO table. A file that fails its checksum is never
 used. Two PneumoniaMNIST sizes (64, 128 px) exist here only as files rebuilt from the original images;
 they are known substitutes, verified by SHA-256, used only when the official file is absent, and every
-loader records which source it used.
+loader records which source it used. Their test split is the Kaggle test set, which differs from MedMNIST's in
+67 normal images; the provenance CSV beside them marks each image (`medmnist_membership`), so results can also
+be reported on the images the two test sets share.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,14 @@ KNOWN_SUBSTITUTES = {
         "a9056c4946a23588d70079eeb5600699bc3332722256d394c2d22c556b5c9686",
     ),
 }
+
+
+# One row per image of the rebuilt files (both sizes share it): split, index, label, ..., matched_to_official.
+REBUILT_PROVENANCE = (
+    "pneumoniamnist_64_128_provenance.csv",
+    "9036b79f115a4581d158d7e8fcd2669a9d940f68665e90de4cee9a006103d8dd",
+)
+SPLITS = ("train", "val", "test")
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -135,3 +146,46 @@ def load_arrays(source: DataSource) -> dict[str, np.ndarray]:
     """The npz contents: {train,val,test}_{images,labels}."""
     with np.load(source.path) as npz:
         return {k: npz[k] for k in npz.files}
+
+
+def medmnist_membership(source: DataSource, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per split, one bool per image of ``arrays`` (in their order): True where the image belongs to MedMNIST's
+    own split. Every image of an official file does. For a rebuilt substitute the answer is the provenance CSV's
+    `matched_to_official` column; the CSV is checked (SHA-256, one row per image, same labels in the same order)
+    so that the mask cannot drift from the images it describes."""
+    counts = {split: len(arrays[f"{split}_labels"]) for split in SPLITS}
+    if source.kind == "official":
+        return {split: np.ones(n, dtype=bool) for split, n in counts.items()}
+    csv_name, sha = REBUILT_PROVENANCE
+    csv_path = Path(source.path).with_name(csv_name)
+    if not csv_path.exists():
+        raise DataNotFoundError(
+            f"{csv_path} is missing: it says which images of the rebuilt file {Path(source.path).name} are "
+            "MedMNIST's own (67 test normals are not). Restore it from shared/data/rebuilt (MANIFEST.md lists it).")
+    membership = _rebuilt_membership(str(csv_path), sha)
+    out = {}
+    for split, n in counts.items():
+        labels, matched = membership[split]
+        file_labels = arrays[f"{split}_labels"].reshape(-1).astype(np.int64)
+        if len(labels) != n or not np.array_equal(labels, file_labels):
+            raise ValueError(f"{csv_path.name} does not describe {Path(source.path).name}: its {split} rows "
+                             f"({len(labels)}) do not match the file's {n} images and labels in order. Restore both "
+                             "files from shared/data/rebuilt.")
+        out[split] = matched.copy()
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _rebuilt_membership(csv_path: str, sha256: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(labels, matched_to_official) per split, ordered by image index; read and verified once per process."""
+    import pandas as pd
+
+    verify(Path(csv_path), "sha256", sha256)
+    table = pd.read_csv(csv_path, usecols=["split", "index", "label", "matched_to_official"])
+    out = {}
+    for split in SPLITS:
+        rows = table[table["split"] == split].sort_values("index")
+        if not np.array_equal(rows["index"].to_numpy(), np.arange(len(rows))):
+            raise ValueError(f"{csv_path}: the {split} rows do not number the images 0..{len(rows) - 1}")
+        out[split] = (rows["label"].to_numpy(np.int64), rows["matched_to_official"].to_numpy().astype(bool))
+    return out

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .imageset import ANOMALOUS, NORMAL, ImageSet, concat, mark_as_test
-from .medmnist_files import OFFICIAL_SIZES, DataSource, load_arrays, locate
+from .medmnist_files import OFFICIAL_SIZES, DataSource, load_arrays, locate, medmnist_membership
 from .transforms import resize_uint8, to_channels
 
 
@@ -72,6 +72,8 @@ def load_split(name: str, split: str, size: int = 28, channels: int | None = Non
 
     size: the image size delivered (resized if the file has another resolution).
     file_size: which file resolution to read (default: best available, see `available_file_size`).
+    The set carries the per-image subset mask "medmnist_exact" (`ImageSet.medmnist_exact`): which images are
+    in MedMNIST's own split (all of an official file; all but 67 test normals of the rebuilt 64/128 px files).
     """
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
@@ -85,6 +87,7 @@ def load_split(name: str, split: str, size: int = 28, channels: int | None = Non
     raw = arrays[f"{split}_labels"].reshape(-1).astype(np.int64)
     labels = np.where(np.isin(raw, spec.normal_labels), NORMAL, ANOMALOUS)
     n = len(raw)
+    exact = medmnist_membership(source, arrays)[split]  # in the file's order, like images and labels
     return ImageSet(
         from_test=np.full(n, split == "test"),
         images=images.contiguous(), labels=labels, raw_labels=raw,
@@ -92,6 +95,7 @@ def load_split(name: str, split: str, size: int = 28, channels: int | None = Non
                  "dataset": np.full(n, name)},
         meta={"dataset": name, "split": split, "size": size, "file_size": file_size,
               "source": source.short(), "source_kind": source.kind, "data_source": source},
+        subsets={"medmnist_exact": exact},
     )
 
 
