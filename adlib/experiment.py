@@ -25,7 +25,7 @@ from .results import ResultsTable
 from .training import ResourceMeter, TrainingDiverged, seed_everything
 
 METRIC_KEYS = ("AUROC", "AUROC_ci_low", "AUROC_ci_high", "AP", "F1", "ACC", "SEN", "SPE", "threshold",
-               "val_AUROC")
+               "F1_f1max", "ACC_f1max", "SEN_f1max", "SPE_f1max", "threshold_f1max", "val_AUROC")
 
 
 @dataclass
