@@ -209,6 +209,24 @@ def test_paper_vs_ours_difference_on_a_hand_made_frame():
     assert np.isnan(out.iloc[1]["ours"]) and out.iloc[1]["reason"] == "dataset not available here"
 
 
+def test_paper_vs_ours_marks_degenerate_thresholds_and_below_chance_models():
+    printed = pd.DataFrame([dict(paper="P", table="T1", dataset_paper="Chest", method_paper="AE", variant="",
+                                 metric=m, printed=60.0, our_dataset="pneumonia", our_variant=None, method="AE",
+                                 _results=("04_",), _same_data=(), _size=64.0, _weights="", _our_weights="",
+                                 _variants=()) for m in ("F1", "AUROC")])
+    # an inverted model (test-image CIs wholly below 0.5) whose validation threshold calls every image anomalous
+    ours = pd.DataFrame([dict(dataset="pneumonia", method="AE", variant="default", seed=s, AUROC=a,
+                              AUROC_ci_low=a - 0.05, AUROC_ci_high=a + 0.05, F1=0.769, SEN=1.0, SPE=0.0,
+                              degenerate=True, image_size=64, weights="none", profile="cpu", data_source="x",
+                              steps=150, source="04_t.csv") for s, a in ((0, 0.28), (1, 0.30))])
+    out = bench.paper_vs_ours(printed, ours).set_index("metric")
+    assert out.loc["F1", "degenerate_threshold"] and not out.loc["AUROC", "degenerate_threshold"]
+    assert (out["auroc_vs_chance"] == "below chance").all()
+    healthy = ours.assign(AUROC=0.8, AUROC_ci_low=0.75, AUROC_ci_high=0.85, SEN=0.7, SPE=0.8, degenerate=False)
+    out = bench.paper_vs_ours(printed, healthy).set_index("metric")
+    assert not out["degenerate_threshold"].any() and (out["auroc_vs_chance"] == "above chance").all()
+
+
 def test_config_reads_every_papers_numbers_and_matches_wscxr_and_dpa_settings():
     from adlib.config import load_run_config
     from adlib.profiles import activate, active_profile_name

@@ -147,5 +147,18 @@ def paper_vs_ours(printed: pd.DataFrame, rows: pd.DataFrame,
                         reason="; ".join(filter(None, [reasons(p, ours, p["_size"], p["_weights"], p["_same_data"]),
                                                        classes])) if not ours.empty else
                         ("no run of ours" if p["our_dataset"] else "dataset not available here"),
+                        **_marks(ours, p["metric"]),
                         source=ours["source"].iloc[0] if not ours.empty else ""))
     return pd.DataFrame(out)
+
+
+def _marks(ours: pd.DataFrame, metric: str) -> dict:
+    """What a reader must know before comparing: whether our AUROC is below/at/above chance (adlib.verdicts), and
+    whether a threshold metric comes from a degenerate threshold (then it is no result: never 'matches' a paper)."""
+    if ours.empty or "AUROC" not in ours:
+        return {"auroc_vs_chance": "", "degenerate_threshold": False}
+    from ..verdicts import chance_status, is_threshold_metric, stats
+
+    group = ours.assign(variant="default", method=ours["method"].iloc[0], dataset="pooled")  # one cell, as averaged above
+    degenerate = bool(is_threshold_metric(metric) and stats(group, metric).degenerate)
+    return {"auroc_vs_chance": chance_status(group, "AUROC"), "degenerate_threshold": degenerate}
