@@ -80,7 +80,8 @@ class DatasetFeatures:
 
     def pair(self, split: str, **kw) -> FeatureSplit:
         imgs = self.images[split]
-        return FeatureSplit(self.features(split, **kw), imgs.labels, split, imgs.from_test, imgs.raw_labels)
+        return FeatureSplit(self.features(split, **kw), imgs.labels, split, imgs.from_test, imgs.raw_labels,
+                            imgs.medmnist_exact)
 
     def few_shot(self, k: int, seed: int, **kw) -> tuple[torch.Tensor, np.ndarray]:
         """Features and raw labels (grades) of the K-shot draw (k, seed) made at construction."""

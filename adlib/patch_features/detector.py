@@ -15,12 +15,14 @@ from .maps import image_scores, patch_maps_to_images
 class FeatureSplit:
     """Patch features of one split with its labels and the protocol's test mark (unpacks as (features, labels)).
 
-    Built by `DatasetFeatures.pair`, so test-split features stay marked however they are called."""
+    Built by `DatasetFeatures.pair`, so test-split features stay marked however they are called. ``medmnist_exact``:
+    the images' MedMNIST-exact mask (`ImageSet.medmnist_exact`), so feature rows get the exact-test AUROC too."""
 
     def __init__(self, features: torch.Tensor, labels: np.ndarray, split: str, from_test: np.ndarray | bool,
-                 raw_labels: np.ndarray | None = None):
+                 raw_labels: np.ndarray | None = None, medmnist_exact: np.ndarray | None = None):
         self.features, self.labels, self.split, self.raw_labels = features, np.asarray(labels), split, raw_labels
         self.from_test = np.broadcast_to(np.asarray(from_test, dtype=bool), (len(self.labels),))
+        self.medmnist_exact = medmnist_exact
 
     @property
     def contains_test(self) -> bool:
@@ -115,7 +117,8 @@ class PatchFeatureDetector(Detector):
         self._image_size = train.size
         val_pair = None
         if val is not None and len(np.unique(val.labels)) == 2:
-            val_pair = FeatureSplit(self.features(val), val.labels, val.split, val.from_test, val.raw_labels)
+            val_pair = FeatureSplit(self.features(val), val.labels, val.split, val.from_test, val.raw_labels,
+                                    val.medmnist_exact)
         anomaly_feats = self.features(anomalies) if anomalies is not None and len(anomalies) else None
         classes = anomalies.raw_labels if anomalies is not None and anomaly_feats is not None else None
         return self.fit_features(self.features(train), val_pair, anomaly_feats, classes)
