@@ -13,13 +13,13 @@ from .extractor import FeatureExtractor
 def pooled_features(ext: FeatureExtractor, images, layers: Iterable[str] | None = None, batch_size: int = 64,
                     progress: bool = False) -> "np.ndarray":
     """Global-average-pooled features (N, sum of C) of ``images`` (an ImageSet or a (N,C,H,W) tensor)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     tensor = images.images if hasattr(images, "images") else images
     layers = list(layers or ext.layers)
     device = ext.mean.device
     chunks = []
-    for start in tqdm(range(0, len(tensor), batch_size), desc=f"{ext.arch} features ({ext.weights_source})",
+    for start in progress_bar(range(0, len(tensor), batch_size), desc=f"{ext.arch} features ({ext.weights_source})",
                       disable=not progress, mininterval=2):
         out = ext(tensor[start:start + batch_size].to(device))
         chunks.append(torch.cat([out[name].mean(dim=(2, 3)) for name in layers], dim=1).cpu())

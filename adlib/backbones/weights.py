@@ -52,8 +52,14 @@ LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
 
 
+_SAID: set[str] = set()
+
+
 def _say(message: str) -> None:
-    print(f"[adlib.backbones] {message}", flush=True)
+    """Tell once per process which weights a backbone uses (a grid of 36 runs on one backbone says it once)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        print(f"[adlib.backbones] {message}", flush=True)
 
 
 def resolve_weights(arch: str, weights: str = "auto", directory: str | os.PathLike | None = None) -> str:

@@ -99,7 +99,7 @@ def run_jobs(jobs: list[Job], ref: ConfigRef, *, n_jobs: int = 1, backend: str |
     takes the rows of the same jobs (same `job_key`) from it and runs only the rest. The caller removes it once
     the grid is saved. Rows taken from it say how='ran (resumed)'."""
     from joblib import parallel_backend
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     if not jobs:
         return []
@@ -122,7 +122,7 @@ def run_jobs(jobs: list[Job], ref: ConfigRef, *, n_jobs: int = 1, backend: str |
                 with open(checkpoint, "a") as fh:  # close a torn last line, so the next row starts its own
                     fh.write("\n")
         with parallel_backend(backend, n_jobs=n_jobs), warnings.catch_warnings(), \
-                tqdm(total=len(missing), desc="benchmark grid", disable=not progress) as bar:
+                progress_bar(total=len(missing), desc="benchmark grid", disable=not progress) as bar:
             # loky replaces a worker whose memory grew (each worker caches its datasets and backbones); the
             # jobs are re-sent and their results are the same, so its warning says nothing about the grid
             warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given")

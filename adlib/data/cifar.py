@@ -12,7 +12,7 @@ import io
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..io import atomic_path, file_digest
 from ..paths import cache_dir, data_dir
@@ -30,7 +30,7 @@ def _decode(jpeg: np.ndarray, offsets: np.ndarray, desc: str) -> np.ndarray:
     from PIL import Image
 
     out = np.empty((len(offsets) - 1, 32, 32, 3), dtype=np.uint8)
-    for i in tqdm(range(len(out)), desc=f"decoding CIFAR-10 {desc}", mininterval=2):
+    for i in progress_bar(range(len(out)), desc=f"decoding CIFAR-10 {desc}", mininterval=2):
         out[i] = np.asarray(Image.open(io.BytesIO(jpeg[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB"))
     return out
 

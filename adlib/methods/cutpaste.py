@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..data.imageset import ImageSet, checked_float_batches
 from ..detectors import Detector, register
@@ -350,7 +350,7 @@ class CutPasteDetector(Detector):
         bs = max(self.hp["batch_size"], 64)
         parts = []
         batches = checked_float_batches(images, bs, channels=self._channels, size=self._size, who=self.name)
-        for batch in tqdm(batches, total=-(-len(images) // bs), desc="CutPaste embedding",
+        for batch in progress_bar(batches, total=-(-len(images) // bs), desc="CutPaste embedding",
                           disable=not self.progress, leave=False):
             z = self.model.features(batch.to(self.device))
             if self.hp["embedding"] == "head":

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import digamma, gammaln, polygamma
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..data.imageset import ImageSet, checked_float_batches
 from ..detectors import Detector, register
@@ -357,7 +357,7 @@ class DeepGEODetector(Detector):
         bs = self.hp["batch_size"]
         out = []
         batches = checked_float_batches(images, bs, channels=self._channels, size=self._size, who=self.name)
-        for batch in tqdm(batches, total=-(-len(images) // bs), desc="Deep GEO scoring",
+        for batch in progress_bar(batches, total=-(-len(images) // bs), desc="Deep GEO scoring",
                           disable=not self.progress, leave=False):
             batch = batch.to(self.device)
             per_transform = [F.softmax(self.model(self._transform(batch, i)), dim=1) for i in self.transform_ids]

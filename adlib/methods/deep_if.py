@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..data.imageset import ImageSet, checked_float_batches
 from ..detectors import Detector, register
@@ -78,7 +78,7 @@ class DeepIFDetector(Detector):
                                         who=self.name)
         total = -(-len(images) // self.hp["batch_size"])
         out: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
-        for batch in tqdm(batches, total=total, desc=desc, disable=not self.progress, leave=False):
+        for batch in progress_bar(batches, total=total, desc=desc, disable=not self.progress, leave=False):
             maps = self.extractor(batch.to(self.device))
             for layer in layers:
                 out[layer].append(global_average_pool(maps[layer]).cpu())

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..data.imageset import iter_float_batches
 
@@ -88,7 +88,7 @@ class PatchFeaturizer:
         """Raw per-layer maps {layer: (N, C, h, w)} (to combine several ways without re-running the CNN)."""
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.config.layers}
         n = len(images)
-        for batch in tqdm(iter_float_batches(images, batch_size), total=-(-n // batch_size), desc=desc,
+        for batch in progress_bar(iter_float_batches(images, batch_size), total=-(-n // batch_size), desc=desc,
                           disable=not progress, leave=False, mininterval=2):
             for name, t in self.extractor(batch).items():
                 parts[name].append(t.float())
@@ -102,7 +102,7 @@ class PatchFeaturizer:
             raise ValueError("no images to extract features from")
         parts = []
         n = len(images)
-        for batch in tqdm(iter_float_batches(images, batch_size), total=-(-n // batch_size), desc=desc,
+        for batch in progress_bar(iter_float_batches(images, batch_size), total=-(-n // batch_size), desc=desc,
                           disable=not progress, leave=False, mininterval=2):
             parts.append(self(batch))
         return torch.cat(parts)

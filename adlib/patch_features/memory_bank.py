@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 
 @torch.no_grad()
@@ -42,7 +42,7 @@ def greedy_coreset(features: torch.Tensor, n_select: int | None = None, fraction
     selected = torch.empty(n_select, dtype=torch.long)
     current = int(torch.randint(m, (1,), generator=gen))
     min_dist = torch.full((m,), float("inf"))
-    for i in tqdm(range(n_select), desc="coreset", disable=not progress, leave=False, mininterval=2):
+    for i in progress_bar(range(n_select), desc="coreset", disable=not progress, leave=False, mininterval=2):
         selected[i] = current
         d = (sq - 2 * (x @ x[current]) + sq[current]).clamp_min_(0)  # squared distance to the newest centre
         torch.minimum(min_dist, d, out=min_dist)
@@ -72,7 +72,7 @@ def knn_distances(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, max_byt
     query_block = _chunk_rows(bank_block, max_bytes)
     out_d = torch.empty(len(queries), k)
     out_i = torch.empty(len(queries), k, dtype=torch.long)
-    for qs in tqdm(range(0, len(queries), query_block), desc="kNN", disable=not progress, leave=False,
+    for qs in progress_bar(range(0, len(queries), query_block), desc="kNN", disable=not progress, leave=False,
                    mininterval=2):
         q = queries[qs:qs + query_block]
         best_d = best_i = None

@@ -2,6 +2,8 @@
 under the protocol is `adlib.experiment.run_experiment`, shared by every notebook.)"""
 from __future__ import annotations
 
+import logging
+
 import time
 
 import matplotlib.pyplot as plt
@@ -32,6 +34,8 @@ def measure_training_speed(images: torch.Tensor, layers: tuple[str, ...], weight
     extractor = loss_fn.extractor(tuple(layers))
     eager_body = extractor.body
     if compiled:  # the extractor is shared by the process: compiled only for this measurement
+        # torch's C++ extension loader warns on stderr that a CPU-only machine has no CUDA runtime: true, and noise
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         extractor.body = torch.compile(eager_body)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     targets = None

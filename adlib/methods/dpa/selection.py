@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from ...progress import progress_bar
 
 from ...data.imageset import ImageSet, require_marked
 from ...detectors import Detector
@@ -90,7 +90,7 @@ def weakly_supervised_search(make_detector: Callable[[dict, int], Detector], gri
     normal_parts = kfold_indices(len(normals), folds, seed)
     result = SearchResult(list(grid), folds, pool_raw_labels=anomaly_pool.raw_labels, seed=seed)
     jobs = [(c, k) for c in range(len(grid)) for k in range(folds)]
-    for c, k in tqdm(jobs, desc="weakly-supervised search", disable=not progress):
+    for c, k in progress_bar(jobs, desc="weakly-supervised search", disable=not progress):
         train_idx = np.sort(np.concatenate([normal_parts[j] for j in range(folds) if j != k]))
         detector = make_detector(grid[c], k).fit(normals.subset(train_idx))
         result.normal_scores[(c, k)] = detector.score(normals.subset(normal_parts[k]))
