@@ -8,6 +8,7 @@ colour bar, so a reader can tell which map is hotter.
 from __future__ import annotations
 
 import io
+import os
 
 import matplotlib.pyplot as plt
 import numpy as np  # noqa: E402
@@ -33,7 +34,13 @@ def _in_kernel() -> bool:
 
 def save_figure(fig: plt.Figure, name: str, dpi: int = 120, show: bool = True) -> None:
     """Write ``fig`` to figures/<name>.png atomically (figures/<profile>/ outside the cpu profile), show the
-    same image inline when running in a notebook, and close the figure."""
+    same image inline when running in a notebook, and close the figure. With ``$ADLIB_FIGURE_RULES=strict`` a
+    figure that breaks `figure_problems`' rules is refused (for checking notebooks before they are executed)."""
+    if os.environ.get("ADLIB_FIGURE_RULES", "").lower() == "strict":
+        problems = figure_problems(fig)
+        if problems:
+            plt.close(fig)
+            raise ValueError(f"figure {name!r} lacks what a reader needs: {'; '.join(problems)}")
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=dpi, bbox_inches="tight", format="png")
     png = buffer.getvalue()
@@ -44,6 +51,34 @@ def save_figure(fig: plt.Figure, name: str, dpi: int = 120, show: bool = True) -
         from IPython.display import Image, display
 
         display(Image(data=png, format="png"))
+
+
+def figure_problems(fig: plt.Figure) -> list[str]:
+    """What a reader would miss in ``fig``: a title (of an axes or the figure), axis labels on plotting axes, a
+    legend where an axes draws several labelled series, a colour bar where a colour scale carries values."""
+    problems = []
+    suptitle = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
+    plotting = [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.get_visible()]
+    if not suptitle and not any(ax.get_title() for ax in plotting):
+        problems.append("no title")
+    has_colorbar = any(ax.get_label() == "<colorbar>" for ax in fig.axes)
+    for i, ax in enumerate(plotting):
+        drawn = ax.lines or ax.patches or ax.collections
+        if ax.axison and drawn and not ax.images:  # axes with ticks carry values: name them (t-SNE axes have none)
+            twins = [o for o in plotting if o is not ax and o.bbox.bounds == ax.bbox.bounds]
+            for axis, ticks, label in (("x", ax.get_xticks(), ax.get_xlabel()), ("y", ax.get_yticks(), ax.get_ylabel())):
+                named = label or (axis == "x" and any(o.get_xlabel() for o in twins))
+                if len(ticks) and getattr(ax, f"{axis}axis").get_visible() and not named:
+                    problems.append(f"axes {i}: no {axis} label")
+        labelled = {a.get_label() for a in [*ax.lines, *ax.patches, *ax.collections, *ax.containers]
+                    if a.get_label() and not a.get_label().startswith("_")}
+        if len(labelled) > 1 and ax.get_legend() is None and not fig.legends:
+            problems.append(f"axes {i}: {len(labelled)} labelled series but no legend")
+        scaled = [im for im in ax.images if im.get_array() is not None and im.get_array().ndim == 2
+                  and im.get_cmap().name not in ("gray", "Greys", "binary", "Greys_r", "gray_r")]
+        if scaled and not has_colorbar:
+            problems.append(f"axes {i}: a colour-scaled image but no colour bar")
+    return problems
 
 
 def _to_hwc(img) -> np.ndarray:
@@ -58,7 +93,10 @@ def _to_hwc(img) -> np.ndarray:
 def image_grid(rows: dict[str, "torch.Tensor | np.ndarray"], titles: list[str] | None = None, cmap: str = "gray",
                heat_rows: tuple[str, ...] = (), figsize_per: float = 1.4) -> plt.Figure:
     """A grid with one row per entry of ``rows`` (images (N,C,H,W) or maps (N,H,W)); rows named in
-    ``heat_rows`` are drawn as heatmaps (e.g. residuals)."""
+    ``heat_rows`` are drawn as heatmaps (e.g. residuals) with one colour bar per row."""
+    unknown = [name for name in heat_rows if name not in rows]
+    if unknown:  # a misspelt name would draw the map in grey on [0, 1], near-black and without a colour bar
+        raise ValueError(f"heat_rows {unknown} are not rows of the grid; its rows are {list(rows)}")
     n = max(len(v) for v in rows.values())
     extra = 0.35 if heat_rows else 0.0
     fig, axes = plt.subplots(len(rows), n, figsize=(figsize_per * n + extra * 3, figsize_per * len(rows) + 0.3),

@@ -321,3 +321,54 @@ def test_score_histogram_legend_names_each_artist_correctly():
         assert low - 0.2 <= raised.min() and raised.max() <= high + 0.2
         assert np.allclose(handles[name].get_facecolor(), artists[name].get_facecolor())
     plt.close(fig)
+
+
+# ----- figure rules: title, axis labels, legend for several series, colour bar for a colour scale -----------------
+def test_figure_rules_catch_what_a_reader_would_miss():
+    import matplotlib.pyplot as plt
+
+    from adlib.plots import figure_problems
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="a")
+    ax.plot([0, 1], [1, 0], label="b")
+    problems = figure_problems(fig)
+    assert "no title" in problems and "axes 0: no x label" in problems and any("no legend" in p for p in problems)
+    ax.set(title="t", xlabel="x", ylabel="y")
+    ax.legend()
+    assert figure_problems(fig) == []
+    fig2, ax2 = plt.subplots()
+    ax2.imshow(np.random.default_rng(0).random((8, 8)), cmap="inferno")
+    ax2.set_title("map")
+    assert any("colour bar" in p for p in figure_problems(fig2))
+    fig2.colorbar(ax2.images[0], ax=ax2)
+    assert figure_problems(fig2) == []
+    plt.close("all")
+
+
+def test_the_library_figures_follow_the_rules():
+    import matplotlib.pyplot as plt
+    import torch
+
+    from adlib import plots
+    from adlib.training import TrainHistory
+
+    rng = np.random.default_rng(0)
+    labels, scores = np.r_[np.zeros(30), np.ones(30)], np.r_[rng.normal(0, 1, 30), rng.normal(1, 1, 30)]
+    images = torch.randint(0, 255, (4, 1, 16, 16), dtype=torch.uint8)
+    maps = rng.random((4, 16, 16))
+    grid = plots.image_grid({"input": images, "residual²": maps}, heat_rows=("residual²",))
+    grid.suptitle("examples")
+    history = TrainHistory(steps=list(range(1, 11)), losses={"g": list(rng.random(10)), "d": list(rng.random(10))},
+                           monitor_name="val AUROC", eval_steps=[5, 10], monitor_values=[0.6, 0.7], best_step=10,
+                           status="completed")
+    figures = {"roc": plots.roc_curves({"a": (labels, scores), "b": (labels, -scores)}),
+               "histogram": plots.score_histogram(labels, scores, threshold=0.5),
+               "overlay": plots.overlay_maps(images, maps, titles=["a", "b", "c", "d"]),
+               "grid": grid, "training": plots.training_curves(history),
+               "embedding": plots.embedding_scatter(rng.random((40, 5)), labels[:40], method="tsne")}
+    for name, fig in figures.items():
+        assert plots.figure_problems(fig) == [], f"{name}: {plots.figure_problems(fig)}"
+    with pytest.raises(ValueError, match="not rows of the grid"):
+        plots.image_grid({"input": images, "anomaly map": maps}, heat_rows=("residual²",))
+    plt.close("all")

@@ -146,9 +146,11 @@ def alpha_curve(tables: dict[str, pd.DataFrame], title: str) -> plt.Figure:
 
 
 def example_rows(detector, images: ImageSet, labels: tuple[str, str] = ("normal", "anomalous")) -> tuple[dict, list]:
-    """Rows (input / reconstruction / anomaly map) and titles for `plots.image_grid`."""
+    """Rows (input / reconstruction / residual map) and titles for `plots.image_grid`; the map row is named for
+    what the detector's map is: "residual²" for (x - x̂)², "|residual|" for |x - x̂|."""
     scores = detector.score(images)
+    map_name = "|residual|" if getattr(detector, "map_error", "square") == "abs" else "residual²"
     rows = {"input": images.images, "reconstruction": detector.reconstruct(images),
-            "anomaly map": detector.anomaly_maps(images)}  # |x - x̂| or (x - x̂)², as each detector defines it
+            map_name: detector.anomaly_maps(images)}
     titles = [f"{labels[int(y)]} {s:.2f}" for y, s in zip(images.labels, scores)]
     return rows, titles
