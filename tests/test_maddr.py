@@ -158,6 +158,12 @@ def test_wrapper_contract(name, phantoms):
     scores = model.score(phantoms.test)
     assert scores.shape == (64,) and np.isfinite(scores).all()
     assert set(model.predict_domains(phantoms.test)["modality"]) <= set(MODALITIES)
+    from adlib.methods.maddr.experiments import head_diagnostics
+
+    diag = head_diagnostics(model, phantoms.test).set_index("head")
+    assert set(diag.index) == {"organ", "modality"} and diag["accuracy (kept weights)"].between(0, 1).all()
+    assert (diag["kept step"] == model.base.history.best_step).all()
+    assert diag["training accuracy (last 20 steps)"].between(0, 1).all()
 
 
 def test_unwrapped_detector_phases_are_untouched():

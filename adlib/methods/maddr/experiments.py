@@ -108,6 +108,25 @@ def embedding_panels(codes: dict[str, np.ndarray], images, method: str = "tsne",
     return fig
 
 
+def head_diagnostics(model: MADDR, images) -> pd.DataFrame:
+    """Why a head scores what it scores: its accuracy on ``images`` with the kept weights, always guessing the most
+    frequent class, the training accuracy logged over the last 20 steps, and the step the checkpoint criterion
+    kept. A head far below its logged training accuracy was rolled back to an early step (the detector's
+    checkpoint is chosen on anomaly detection, not on the heads), not mislabelled."""
+    pred = model.predict_domains(images)
+    history = model.base.history
+    rows = []
+    for h, predicted in pred.items():
+        truth = np.asarray(images.domains[h]).astype(str)
+        log = history.logs.get(f"{model.base.latent_phase}/{h}_acc", [])
+        rows.append({"head": h, "accuracy (kept weights)": float((predicted == truth).mean()),
+                     "always the most frequent": float(pd.Series(truth).value_counts(normalize=True).iloc[0]),
+                     "training accuracy (last 20 steps)": float(np.nanmean(log[-20:])) if len(log) else float("nan"),
+                     "kept step": history.best_step, "steps": len(history.steps),
+                     "checkpoint criterion": history.checkpoint_criterion or history.monitor_name})
+    return pd.DataFrame(rows)
+
+
 def head_confusions(model: MADDR, images, title: str = "") -> plt.Figure:
     """Confusion matrices of the organ and modality heads on ``images`` (rows: true, columns: predicted)."""
     pred = model.predict_domains(images)
