@@ -17,7 +17,7 @@ UNSUPERVISED = "unsupervised"
 # columns of the runner's rows that the grid keeps (when present)
 ROW_COLUMNS = ["AUROC", "AUROC_ci_low", "AUROC_ci_high", "AUROC_medmnist_exact", "n_test_medmnist_exact", "AP", "F1",
                "ACC", "SEN", "SPE", "threshold_rule", "degenerate", "F1_f1max", "ACC_f1max", "degenerate_f1max",
-               "val_AUROC", "pixel_AUROC", "checkpoint_criterion", "fit_seconds", "score_seconds",
+               "val_AUROC", "pixel_AUROC", "checkpoint_criterion", "best_step", "fit_seconds", "score_seconds",
                "peak_memory_MB", "added_memory_MB", "fit_images_per_s", "score_images_per_s", "status",
                "data_source", "data_sha256", "n_val", "n_test", "profile",
                "steps", "width", "threads", "device", "config_sha256", "git_commit"]
