@@ -198,6 +198,21 @@ def score_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float | N
     return fig
 
 
+def score_vs_detail(scores: np.ndarray, detail: np.ndarray, labels: np.ndarray,
+                    title: str = "anomaly score vs image detail (test split)") -> plt.Figure:
+    """Scatter of each test image's anomaly score against its fine detail (`adlib.shift.fine_detail`), one colour
+    per class: a score that rises with detail ranks smooth (pneumonia) images as normal."""
+    labels = np.asarray(labels).reshape(-1)
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for colour, value in zip(sns.color_palette(n_colors=2), (0, 1)):
+        chosen = labels == value
+        ax.scatter(np.asarray(detail)[chosen], np.asarray(scores)[chosen], s=8, alpha=0.5, color=colour,
+                   label=LABEL_NAMES[value])
+    ax.set(xlabel="fine detail (mean |vertical gradient|)", ylabel="anomaly score", title=title)
+    ax.legend(fontsize=8, markerscale=2)
+    return fig
+
+
 def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
     """2-D projection with scikit-learn t-SNE or umap-learn UMAP."""
     features = np.asarray(features, dtype=np.float32).reshape(len(features), -1)

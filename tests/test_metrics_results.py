@@ -372,3 +372,20 @@ def test_the_library_figures_follow_the_rules():
     with pytest.raises(ValueError, match="not rows of the grid"):
         plots.image_grid({"input": images, "anomaly map": maps}, heat_rows=("residual²",))
     plt.close("all")
+
+
+def test_detail_diagnostic_sees_a_score_that_is_only_detail():
+    import torch
+
+    from adlib import plots
+    from adlib.data.imageset import ImageSet
+    from adlib.shift import detail_diagnostic, fine_detail
+
+    rng = np.random.default_rng(0)
+    smooth = rng.integers(120, 136, (20, 1, 16, 16))  # little detail: "anomalous" (hazy) images
+    busy = rng.integers(0, 255, (20, 1, 16, 16))  # much detail: normal images
+    images = ImageSet(torch.as_tensor(np.r_[busy, smooth], dtype=torch.uint8), np.r_[np.zeros(20), np.ones(20)])
+    score = fine_detail(images)  # a "reconstruction error" that is detail and nothing else
+    d = detail_diagnostic(score, images)
+    assert d["detail_AUROC"] == d["score_AUROC"] == 0.0 and d["spearman_score_detail"] == pytest.approx(1.0)
+    assert plots.figure_problems(plots.score_vs_detail(score, fine_detail(images), images.labels)) == []
