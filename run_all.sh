@@ -2,6 +2,8 @@
 # adlib: the commands of this project (run `./run_all.sh --help` for the full text).
 #   ./run_all.sh [--profile smoke|cpu|paper] [--output DIR] [--only NN] [--publish] [--jobs N] [--no-report]
 #                                          execute the notebooks headless, then render them into report/
+#   ./run_all.sh verify [--only NN] [--profile P] [--tolerance X] [--output DIR] [--jobs N]
+#                                          re-execute into a scratch folder and compare every committed number
 #   ./run_all.sh test [PYTEST ARGS...]     unit tests + every notebook (smoke profile) via nbval
 #   ./run_all.sh lab [JUPYTER LAB ARGS...] start JupyterLab in notebooks/
 # Each does its own set-up: a virtual environment in .venv (unless a venv or conda env is active) with the
@@ -31,12 +33,20 @@ Usage:
       --only NN     run only notebook NN (available: $(available_numbers)).
       --publish     also copy each executed notebook into notebooks/ (python -m adlib.publish);
                     cpu profile only, since notebooks/ holds the cpu-profile runs.
-      --jobs N      run up to N notebooks at once, each in its own process (default 1): 00 and 01 first
-                    (01 trains the CIFAR-10 checkpoints later notebooks load), then the others in batches
-                    of N, 07 (the benchmark, which reads the others' results) last. Each process gets
-                    ADLIB_THREADS/N CPU threads and, with several GPUs, its own CUDA_VISIBLE_DEVICES; its log
-                    goes to DIR/<profile>/logs/NN_name.log.
+      --jobs N      run up to N notebooks at once, each in its own process of ONE CPU thread (default: one
+                    per CPU core, at most one per 3 GiB of memory; paper profile: one per GPU): 00 and 01
+                    first (01 trains the CIFAR-10 checkpoints later notebooks load), then the others in
+                    batches of N, 07 (the benchmark, which reads the others' results) last. With several
+                    GPUs each process gets its own CUDA_VISIBLE_DEVICES; a parallel notebook's log goes to
+                    DIR/<profile>/logs/NN_name.log. The numbers do not depend on N.
       --no-report   do not build report/ at the end.
+  ./$PROG verify [--only NN] [--profile P] [--tolerance X] [--output DIR] [--jobs N]
+      Re-execute the notebooks (as above) into a scratch folder, DIR/<profile>/ (default DIR:
+      executed/verify/), with figures and tables under DIR/figures and DIR/results (never over the committed
+      ones), then compare every number of every committed results table of those notebooks (results/ for cpu,
+      results/P/ otherwise) with the fresh one, row by row, matched on key columns (python -m adlib.verify).
+      Prints a reproduction report, writes it to DIR/<profile>/reproduction.{csv,html} (+ _cells.csv), and
+      exits 1 when any value differs by more than X (default 0: exact) or a row or table is missing.
   ./$PROG test [PYTEST ARGS...]
       pytest unit tests + every notebook through nbval in the smoke profile; figures/tables go to a scratch
       directory. Every argument after 'test' goes to pytest (e.g. ./$PROG test -k data).
@@ -47,8 +57,13 @@ Usage:
 
 Set-up: unless a virtual environment or conda env is active, each command creates .venv/ and installs adlib
 with its pinned dependencies (again whenever pyproject.toml changes).
-Environment: ADLIB_DATA (data directory), ADLIB_THREADS (CPU threads), ADLIB_FIGURES / ADLIB_RESULTS (base
-output directories), ADLIB_DRY_RUN=1 (print commands instead of running them, no set-up).
+Environment: ADLIB_DATA (data directory), ADLIB_FIGURES / ADLIB_RESULTS (base output directories),
+ADLIB_THREADS (torch threads per notebook process; default 1, which the committed numbers used: any other
+count gives slightly different numbers), ADLIB_MAX_STEPS=N (cap every step/epoch count at N: a check that
+the code runs, e.g. the paper profile on a CPU; its figures, tables, cache and checkpoints go to
+DIR/<profile>/max_steps_N/ unless ADLIB_FIGURES / ADLIB_RESULTS / ADLIB_CACHE / ADLIB_CHECKPOINTS say otherwise),
+ADLIB_DRY_RUN=1 (print commands instead of running them, no set-up).
+The paper profile needs a CUDA GPU: without one it stops before anything runs, unless ADLIB_MAX_STEPS is set.
 The report: report/index.html links one page per executed notebook (wall time, status) and the leaderboard.
 EOF
 }
@@ -84,32 +99,40 @@ PROFILE=""
 OUTPUT=""
 ONLY=""
 PUBLISH=0
-JOBS=1
+JOBS=""
 REPORT=1
+TOLERANCE=""
 PASS_ARGS=()
 if [ $# -gt 0 ] && { [ "$1" = test ] || [ "$1" = lab ]; }; then
   MODE=$1
   shift
   PASS_ARGS=("$@")
   set --
+elif [ $# -gt 0 ] && [ "$1" = verify ]; then
+  MODE=verify
+  shift
 fi
 need_value() {  # option, number of remaining args, value
   if [ "$2" -lt 2 ] || [ -z "$3" ] || [[ "$3" == --* ]]; then die_usage "$1 needs a value"; fi
 }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --profile|--output|--only|--jobs)
+    --profile|--output|--only|--jobs|--tolerance)
       need_value "$1" "$#" "${2:-}"
-      case "$1" in --profile) PROFILE=$2 ;; --output) OUTPUT=$2 ;; --only) ONLY=$2 ;; --jobs) JOBS=$2 ;; esac
+      case "$1" in
+        --profile) PROFILE=$2 ;; --output) OUTPUT=$2 ;; --only) ONLY=$2 ;; --jobs) JOBS=$2 ;; --tolerance) TOLERANCE=$2 ;;
+      esac
       shift ;;
-    --profile=*|--output=*|--only=*|--jobs=*)
+    --profile=*|--output=*|--only=*|--jobs=*|--tolerance=*)
       opt=${1%%=*}; val=${1#*=}
       [ -n "$val" ] || die_usage "$opt needs a value"
-      case "$opt" in --profile) PROFILE=$val ;; --output) OUTPUT=$val ;; --only) ONLY=$val ;; --jobs) JOBS=$val ;; esac ;;
+      case "$opt" in
+        --profile) PROFILE=$val ;; --output) OUTPUT=$val ;; --only) ONLY=$val ;; --jobs) JOBS=$val ;; --tolerance) TOLERANCE=$val ;;
+      esac ;;
     --publish) PUBLISH=1 ;;
     --no-report) REPORT=0 ;;
     -h|--help) usage; exit 0 ;;
-    test|lab) die_usage "'$1' must be the first argument" ;;
+    test|lab|verify) die_usage "'$1' must be the first argument" ;;
     *) die_usage "unknown argument: $1" ;;
   esac
   shift
@@ -124,11 +147,27 @@ fi
 if [ "$PUBLISH" = 1 ] && [ -n "$PROFILE" ] && [ "$PROFILE" != cpu ]; then
   die_usage "--publish is for the cpu profile only (notebooks/ holds the cpu-profile runs), not '$PROFILE'"
 fi
-if ! [[ "$JOBS" =~ ^[1-9][0-9]*$ ]]; then
+if [ -n "$JOBS" ] && ! [[ "$JOBS" =~ ^[1-9][0-9]*$ ]]; then
   die_usage "--jobs needs a whole number of parallel notebooks, 1 or more, not '$JOBS'"
 fi
-if [ "$JOBS" -gt 1 ] && [ -n "${ADLIB_THREADS:-}" ] && ! [[ "$ADLIB_THREADS" =~ ^[1-9][0-9]*$ ]]; then
+if [ -n "${ADLIB_THREADS:-}" ] && ! [[ "$ADLIB_THREADS" =~ ^[1-9][0-9]*$ ]]; then
   die_usage "ADLIB_THREADS must be a whole number of CPU threads, 1 or more, not '$ADLIB_THREADS'"
+fi
+if [ -n "${ADLIB_MAX_STEPS:-}" ] && ! [[ "$ADLIB_MAX_STEPS" =~ ^[1-9][0-9]*$ ]]; then
+  die_usage "ADLIB_MAX_STEPS must be a whole number of steps, 1 or more, not '$ADLIB_MAX_STEPS'"
+fi
+if [ "$MODE" = verify ]; then
+  [ "$PUBLISH" = 0 ] || die_usage "--publish does not go with verify (verify never writes into notebooks/)"
+  [ -z "${ADLIB_MAX_STEPS:-}" ] || die_usage "verify compares full runs with the committed numbers; unset ADLIB_MAX_STEPS"
+  TOLERANCE=${TOLERANCE:-0}
+  if ! [[ "$TOLERANCE" =~ ^([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?$ ]]; then
+    die_usage "--tolerance needs an absolute difference, 0 or more (e.g. 0 or 1e-6), not '$TOLERANCE'"
+  fi
+elif [ -n "$TOLERANCE" ]; then
+  die_usage "--tolerance is an option of 'verify' (./$PROG verify --tolerance X)"
+fi
+if [ -n "${ADLIB_MAX_STEPS:-}" ] && [ "$PUBLISH" = 1 ]; then
+  die_usage "--publish with ADLIB_MAX_STEPS would put a capped check run into notebooks/; unset one of them"
 fi
 NOTEBOOKS=()
 for nb in "${NOTEBOOK_GLOB[@]}"; do
@@ -144,11 +183,16 @@ if [ ${#NOTEBOOKS[@]} -eq 0 ]; then
 fi
 # Executed notebooks go to DIR/<profile>; a relative --output is relative to where the command was started.
 if [ -z "$OUTPUT" ]; then
-  OUTPUT="$ROOT/executed"
+  if [ "$MODE" = verify ]; then OUTPUT="$ROOT/executed/verify"; else OUTPUT="$ROOT/executed"; fi
 elif [[ "$OUTPUT" != /* ]]; then
   OUTPUT="$CALLER_PWD/$OUTPUT"
 fi
 while [[ "$OUTPUT" == ?*/ ]]; do OUTPUT=${OUTPUT%/}; done
+# verify replaces DIR/results and DIR/figures: only in a folder it made itself (or a new or empty one)
+VERIFY_MARK=".adlib-verify"
+if [ "$MODE" = verify ] && [ -d "$OUTPUT" ] && [ ! -e "$OUTPUT/$VERIFY_MARK" ] && [ -n "$(ls -A "$OUTPUT")" ]; then
+  die_usage "--output $OUTPUT is a folder verify did not make (no $VERIFY_MARK in it); give a new or empty folder"
+fi
 
 # ---- environment ------------------------------------------------------------------------------------------
 setup_environment() {
@@ -179,7 +223,15 @@ setup_environment() {
 setup_environment
 export PYTHONHASHSEED=0
 # No MPLBACKEND here: kernels use ipykernel's inline backend, so executed notebooks keep their figures.
-# ADLIB_THREADS is left to the user (the smoke profile defaults to 1 thread, the others to every core).
+# One CPU thread per process, in every profile (adlib/runtime.py): torch's numbers depend on the thread count,
+# so they are the same on every machine only at a fixed count; speed comes from processes (--jobs, joblib).
+# The OpenMP/BLAS libraries of numpy and scikit-learn get the same count, unless the user chose theirs.
+THREADS=${ADLIB_THREADS:-1}
+for var in OMP_NUM_THREADS MKL_NUM_THREADS OPENBLAS_NUM_THREADS; do export "$var=${!var:-$THREADS}"; done
+if [ "$THREADS" != 1 ] && [ "$MODE" != test ]; then
+  echo "[adlib] warning: ADLIB_THREADS=$THREADS: each notebook computes with $THREADS threads instead of 1;" \
+       "the numbers will differ slightly from the committed ones (every result row records 'threads')" >&2
+fi
 
 if [ "$MODE" = lab ]; then
   echo "[adlib] starting JupyterLab in $ROOT/notebooks (profile: ${ADLIB_PROFILE:-auto: paper with a CUDA GPU, cpu without})"
@@ -200,18 +252,77 @@ if [ "$MODE" = test ]; then
   exit "$rc"
 fi
 
+CUDA=$(python -c 'import torch; print(1 if torch.cuda.is_available() else 0)')
 if [ -z "$PROFILE" ]; then
-  PROFILE=$(python -c 'import torch; print("paper" if torch.cuda.is_available() else "cpu")')
+  if [ "$CUDA" = 1 ]; then PROFILE=paper; else PROFILE=cpu; fi
   if [ "$PUBLISH" = 1 ] && [ "$PROFILE" != cpu ]; then
     die_usage "--publish is for the cpu profile only; this machine defaults to '$PROFILE', add --profile cpu"
   fi
 fi
+if [ "$PROFILE" = paper ] && [ "$CUDA" != 1 ] && [ -z "${ADLIB_MAX_STEPS:-}" ]; then
+  echo "$PROG: the paper profile needs a CUDA GPU and torch sees none; use --profile cpu, or check that it runs" \
+       "with capped step counts: ADLIB_MAX_STEPS=2 ./$PROG --profile paper" >&2
+  exit 2
+fi
 export ADLIB_PROFILE=$PROFILE
 # Where the library writes for this profile (adlib/paths.py): the base for cpu, base/<profile>/ otherwise.
+OUTDIR="$OUTPUT/$PROFILE"
+COMMITTED_RESULTS=${ADLIB_RESULTS:-$ROOT/results}  # what verify compares with
+if [ "$MODE" = verify ]; then
+  # fresh outputs under the scratch folder, never over the committed ones
+  export ADLIB_RESULTS="$OUTPUT/results" ADLIB_FIGURES="$OUTPUT/figures"
+  REPORT=0
+elif [ -n "${ADLIB_MAX_STEPS:-}" ]; then
+  # a capped check run: its numbers are not results, so by default they stay out of the committed folders, and
+  # its networks (e.g. notebook 01's CIFAR-10 backbones after 2 steps) out of the per-user cache others load from
+  export ADLIB_RESULTS=${ADLIB_RESULTS:-$OUTDIR/max_steps_$ADLIB_MAX_STEPS/results}
+  export ADLIB_FIGURES=${ADLIB_FIGURES:-$OUTDIR/max_steps_$ADLIB_MAX_STEPS/figures}
+  export ADLIB_CACHE=${ADLIB_CACHE:-$OUTDIR/max_steps_$ADLIB_MAX_STEPS/cache}
+  export ADLIB_CHECKPOINTS=${ADLIB_CHECKPOINTS:-$ADLIB_CACHE/checkpoints}
+  echo "[adlib] ADLIB_MAX_STEPS=$ADLIB_MAX_STEPS: every step/epoch count capped; a check that the code runs, not results"
+fi
 FIGURES=${ADLIB_FIGURES:-$ROOT/figures}
 RESULTS=${ADLIB_RESULTS:-$ROOT/results}
-if [ "$PROFILE" != cpu ]; then FIGURES="$FIGURES/$PROFILE"; RESULTS="$RESULTS/$PROFILE"; fi
-OUTDIR="$OUTPUT/$PROFILE"
+if [ "$PROFILE" != cpu ]; then
+  FIGURES="$FIGURES/$PROFILE"; RESULTS="$RESULTS/$PROFILE"; COMMITTED_RESULTS="$COMMITTED_RESULTS/$PROFILE"
+fi
+# --jobs: by default one notebook per CPU core (one thread each), at most one per 3 GiB of memory; the paper
+# profile one per GPU. The README's "Reproducibility" section has the measurements behind this default.
+if [ -z "$JOBS" ]; then
+  if [ "$PROFILE" = paper ]; then
+    JOBS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+  else
+    # (nproc would count OMP_NUM_THREADS, set to one thread above, instead of the cores)
+    JOBS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+    mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || true)
+    if [ -n "$mem_kib" ] && [ $(( mem_kib / 3145728 )) -lt "$JOBS" ]; then JOBS=$(( mem_kib / 3145728 )); fi
+  fi
+  [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || JOBS=1
+fi
+
+if [ "$MODE" = verify ]; then
+  # only the tables of the notebooks to re-run are fresh; every other committed table is copied in, since a later
+  # notebook may read it (07 reuses the rows of 00-06)
+  VERIFY_NUMBERS=()
+  for nb in "${NOTEBOOKS[@]}"; do VERIFY_NUMBERS+=("$(basename "$nb" | cut -c1-2)"); done
+  committed_tables=("$COMMITTED_RESULTS"/[0-9][0-9]_*.csv)
+  if [ ! -e "${committed_tables[0]}" ]; then
+    echo "$PROG: nothing to verify: no committed result tables of the $PROFILE profile in $COMMITTED_RESULTS" >&2
+    exit 1
+  fi
+  if [ "$DRY_RUN" = 1 ]; then
+    echo "[adlib] dry run: would reset $RESULTS and $FIGURES, copy the committed tables of other notebooks"
+  else
+    mkdir -p "$OUTPUT"
+    touch "$OUTPUT/$VERIFY_MARK"
+    rm -rf "$RESULTS" "$FIGURES" "$OUTDIR"
+    mkdir -p "$RESULTS" "$FIGURES"
+    for table in "${committed_tables[@]}"; do
+      num=$(basename "$table" | cut -c1-2)
+      [[ " ${VERIFY_NUMBERS[*]} " == *" $num "* ]] || cp "$table" "$RESULTS/"
+    done
+  fi
+fi
 [ "$DRY_RUN" = 1 ] || mkdir -p "$OUTDIR"
 echo "[adlib] profile: $PROFILE; executed notebooks -> $OUTDIR; figures -> $FIGURES; tables -> $RESULTS"
 
@@ -241,19 +352,10 @@ add_stage ${stage_first[@]+"${stage_first[@]}"}
 add_stage ${stage_middle[@]+"${stage_middle[@]}"}
 add_stage ${stage_last[@]+"${stage_last[@]}"}
 
-# In parallel, each notebook gets ADLIB_THREADS/N torch threads (ADLIB_THREADS: every core when unset; the smoke
-# profile keeps its own default of one thread) and, with several GPUs, one GPU of its own.
-PAR_ENV=()
+# In parallel, each notebook is a process of $THREADS thread(s) (the same as sequentially: the numbers do not
+# depend on --jobs) and, with several GPUs, gets one GPU of its own.
 GPUS=()
 if [ "$JOBS" -gt 1 ]; then
-  if [ -n "${ADLIB_THREADS:-}" ] || [ "$PROFILE" != smoke ]; then
-    total_threads=${ADLIB_THREADS:-$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)}
-    per_job=$(( total_threads / JOBS ))
-    [ "$per_job" -ge 1 ] || per_job=1
-    PAR_ENV+=("ADLIB_THREADS=$per_job")
-    # numpy/scikit-learn threads too, unless the user chose them
-    [ -n "${OMP_NUM_THREADS:-}" ] || PAR_ENV+=("OMP_NUM_THREADS=$per_job")
-  fi
   if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
     IFS=',' read -r -a GPUS <<< "$CUDA_VISIBLE_DEVICES"
   elif command -v nvidia-smi >/dev/null 2>&1; then
@@ -261,22 +363,23 @@ if [ "$JOBS" -gt 1 ]; then
     for (( g = 0; g < ${gpu_count:-0}; g++ )); do GPUS+=("$g"); done
   fi
   if [ ${#GPUS[@]} -gt 1 ]; then
-    echo "[adlib] $JOBS notebooks at a time over ${#GPUS[@]} GPUs (${GPUS[*]}), ${PAR_ENV[*]:-default threads}"
+    echo "[adlib] up to $JOBS notebooks at a time over ${#GPUS[@]} GPUs (${GPUS[*]}), $THREADS CPU thread(s) each"
   else
-    echo "[adlib] $JOBS notebooks at a time, ${PAR_ENV[*]:-default threads}"
+    echo "[adlib] up to $JOBS notebooks at a time, $THREADS CPU thread(s) each"
   fi
 fi
 LOGDIR="$OUTDIR/logs"
 
-# papermill_command NOTEBOOK SLOT: sets CMD to the papermill command for one notebook (SLOT: its place in the batch)
+# papermill_command NOTEBOOK SLOT PARALLEL: sets CMD to the papermill command for one notebook (SLOT: its place
+# in the batch; PARALLEL=1 when others run beside it: its output goes to a log, without a progress bar)
 papermill_command() {
-  local nb=$1 slot=$2 envs=()
-  envs=(${PAR_ENV[@]+"${PAR_ENV[@]}"})
-  if [ ${#GPUS[@]} -gt 1 ]; then envs+=("CUDA_VISIBLE_DEVICES=${GPUS[$(( slot % ${#GPUS[@]} ))]}"); fi
+  local nb=$1 slot=$2 parallel=$3
   CMD=()
-  if [ ${#envs[@]} -gt 0 ]; then CMD=(env "${envs[@]}"); fi
+  if [ "$parallel" = 1 ] && [ ${#GPUS[@]} -gt 1 ]; then
+    CMD=(env "CUDA_VISIBLE_DEVICES=${GPUS[$(( slot % ${#GPUS[@]} ))]}")
+  fi
   CMD+=(python -m papermill "$nb" "$OUTDIR/$(basename "$nb")" -p profile "$PROFILE" -k python3 --cwd notebooks)
-  if [ "$JOBS" -gt 1 ]; then CMD+=(--log-output --no-progress-bar); else CMD+=(--progress-bar); fi
+  if [ "$parallel" = 1 ]; then CMD+=(--log-output --no-progress-bar); else CMD+=(--progress-bar); fi
 }
 
 # Parallel notebooks run in their own process groups (set -m), so that an interrupt stops them all.
@@ -296,11 +399,11 @@ batch_no=0
 for batch in "${BATCHES[@]}"; do
   batch_no=$(( batch_no + 1 ))
   read -r -a members <<< "$batch"
-  if [ "$JOBS" -eq 1 ]; then
+  if [ ${#members[@]} -eq 1 ]; then  # alone in its batch: in the foreground, with a progress bar
     nb=${members[0]}
     name=$(basename "$nb")
     echo "[adlib] running $name"
-    papermill_command "$nb" 0
+    papermill_command "$nb" 0 0
     t0=$(date +%s)
     if ! run "${CMD[@]}"; then
       summary+=("$(printf '%-45s %6d s  FAILED' "$name" $(( $(date +%s) - t0 )))")
@@ -327,7 +430,7 @@ for batch in "${BATCHES[@]}"; do
     nb=${members[$i]}
     name=$(basename "$nb")
     log="$LOGDIR/${name%.ipynb}.log"
-    papermill_command "$nb" "$i"
+    papermill_command "$nb" "$i" 1
     echo "[adlib] running $name (log: $log)"
     if [ "$DRY_RUN" = 1 ]; then
       run "${CMD[@]}"
@@ -372,6 +475,14 @@ if [ "$PUBLISH" = 1 ] && [ -z "$failed" ]; then
   run python -m adlib.report --readme  # README's leaderboard rows from results/07_leaderboard.csv (cpu profile)
 fi
 
+VERIFY_RC=0
+if [ "$MODE" = verify ]; then
+  # the tables of the re-executed notebooks (a failed or skipped notebook's tables show as missing)
+  echo
+  run python -m adlib.verify --committed "$COMMITTED_RESULTS" --fresh "$RESULTS" --only "${VERIFY_NUMBERS[@]}" \
+    --tolerance "$TOLERANCE" --report "$OUTDIR/reproduction" || VERIFY_RC=$?
+fi
+
 REPORT_RC=0
 if [ "$REPORT" = 1 ]; then
   # every executed notebook of this profile (also from earlier runs), failed ones included: the report shows why
@@ -395,4 +506,9 @@ if [ "$REPORT" = 1 ]; then
   if [ "$REPORT_RC" = 0 ]; then echo "  report:             $ROOT/report/index.html"
   else echo "  report:             FAILED to build (exit $REPORT_RC)"; fi
 fi
-if [ -n "$failed" ] || [ "$REPORT_RC" != 0 ]; then exit 1; fi
+if [ "$MODE" = verify ]; then
+  echo "  committed tables:   $COMMITTED_RESULTS"
+  echo "  reproduction:       $OUTDIR/reproduction.html (and .csv, _cells.csv): tolerance $TOLERANCE," \
+       "$([ "$VERIFY_RC" = 0 ] && echo "every compared number reproduced" || echo "NOT reproduced (exit $VERIFY_RC)")"
+fi
+if [ -n "$failed" ] || [ "$REPORT_RC" != 0 ] || [ "$VERIFY_RC" != 0 ]; then exit 1; fi

@@ -4,12 +4,18 @@
 image size). A ``[common]`` table is shared; ``[smoke]``, ``[cpu]`` and ``[paper]`` override it key by key
 (nested tables are merged). `load_run_config` resolves the profile (`adlib.profiles`), activates it (output
 folders, CPU threads) and returns a read-only `RunConfig`; its SHA-256 goes into every result row.
+
+``$ADLIB_MAX_STEPS=N`` caps every step and epoch count of the loaded configuration (every integer under a key
+named ``steps`` / ``epochs`` or ending in ``_steps`` / ``_epochs``, nested tables included) at N: a quick check
+that a profile's code path runs end to end (e.g. the paper profile on a CPU), not a result. It is read here and
+nowhere else; the capped keys are printed and the cap changes the configuration's SHA-256.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +25,7 @@ from typing import Any, Mapping
 from .profiles import PROFILES, Profile, activate
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+MAX_STEPS_ENV = "ADLIB_MAX_STEPS"
 
 
 def _merge(base: dict, over: Mapping) -> dict:
@@ -47,6 +54,7 @@ class RunConfig:
     profile: Profile
     values: Mapping[str, Any]
     sha256: str
+    max_steps: int | None = None  # the $ADLIB_MAX_STEPS cap applied, if any
 
     def __getattr__(self, key: str):
         values = object.__getattribute__(self, "values")
@@ -78,6 +86,40 @@ class RunConfig:
         return f"{self.notebook} [{self.profile.name}]: " + json.dumps(self.as_dict(), sort_keys=True)
 
 
+def max_steps_cap() -> int | None:
+    """$ADLIB_MAX_STEPS as a whole number of 1 or more, or None when unset."""
+    wanted = os.environ.get(MAX_STEPS_ENV, "").strip()
+    if not wanted:
+        return None
+    try:
+        cap = int(wanted)
+    except ValueError:
+        cap = 0
+    if cap < 1:
+        raise ValueError(f"{MAX_STEPS_ENV} must be a whole number of steps, 1 or more, got {wanted!r}; "
+                         "unset it for the configured step counts")
+    return cap
+
+
+def is_step_count_key(key: str) -> bool:
+    """Keys that hold a number of training steps or epochs (``steps``, ``grid_steps``, ``epochs``, ...)."""
+    return key in ("steps", "epochs") or key.endswith(("_steps", "_epochs"))
+
+
+def cap_step_counts(values: dict, cap: int, prefix: str = "") -> dict[str, tuple[int, int]]:
+    """Lower every step/epoch count in ``values`` (nested dicts included) to at most ``cap``, in place;
+    returns {dotted key: (before, after)} of the counts it lowered."""
+    lowered = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            lowered.update(cap_step_counts(value, cap, name + "."))
+        elif is_step_count_key(key) and isinstance(value, int) and not isinstance(value, bool) and value > cap:
+            values[key] = cap
+            lowered[name] = (value, cap)
+    return lowered
+
+
 def config_path(notebook: str) -> Path:
     path = CONFIG_DIR / f"{notebook}.toml"
     if not path.exists():
@@ -103,5 +145,12 @@ def load_run_config(notebook: str, profile: str | None = None) -> RunConfig:
     if prof.name not in data:
         raise ValueError(f"{path} has no [{prof.name}] section")
     values = _merge(data.get("common", {}), data[prof.name])
+    cap = max_steps_cap()
+    if cap is not None:
+        lowered = cap_step_counts(values, cap)
+        raw += f"\n# {MAX_STEPS_ENV}={cap}\n".encode()  # a capped run has its own configuration hash
+        shown = ", ".join(f"{k} {a}->{b}" for k, (a, b) in lowered.items()) or "none above the cap"
+        print(f"[adlib] {MAX_STEPS_ENV}={cap}: step/epoch counts capped for a check run, not for results "
+              f"({notebook} [{prof.name}]: {shown})", flush=True)
     digest = hashlib.sha256(raw).hexdigest()
-    return RunConfig(notebook, prof, _freeze(values), digest)
+    return RunConfig(notebook, prof, _freeze(values), digest, cap)

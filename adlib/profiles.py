@@ -1,14 +1,17 @@
 """Run profiles as data: how big a run is, not what it computes.
 
-smoke : under a minute per notebook, for tests (tiny subsets, a few steps, one seed, one CPU thread);
+smoke : under a minute per notebook, for tests (tiny subsets, a few steps, one seed);
 cpu   : at most ~20 minutes per notebook on 2 CPU cores (reduced sizes, stated in each notebook);
 paper : the paper's protocol (needs a GPU).
+
+Every profile computes with one torch intra-op thread per process (`adlib.runtime`): torch's CPU results depend on
+the thread count, so one fixed count makes the numbers the same on a 2-core and a 16-core machine.
 
 The profile is resolved in one place, `resolve_profile_name`: the name a notebook's ``parameters`` cell passes,
 else ``$ADLIB_PROFILE`` (what ``./run_all.sh`` and the test suite set), else ``paper`` on a CUDA GPU and ``cpu``
 without. `activate` makes it the process's active profile, which decides where figures and results go
-(`adlib.paths`) and how many CPU threads torch uses. Run sizes per notebook live in `adlib/configs/`
-(`adlib.config.load_run_config`).
+(`adlib.paths`) and sets torch's CPU threads (one; `$ADLIB_THREADS` overrides, with a warning). Run sizes per
+notebook live in `adlib/configs/` (`adlib.config.load_run_config`).
 """
 from __future__ import annotations
 
@@ -17,21 +20,24 @@ from dataclasses import dataclass
 
 import torch
 
+from .runtime import DEFAULT_THREADS, set_cpu_threads
+
 
 @dataclass(frozen=True)
 class Profile:
     name: str
     seeds: tuple[int, ...]
     description: str
-    default_threads: int | None  # None = every core
+    default_threads: int  # torch intra-op threads per process ($ADLIB_THREADS overrides)
 
 
 PROFILES = {
-    # One thread in the smoke profile: with tiny models, threads on a loaded machine cost more than they give
-    # (notebook 02's smoke run: 246-286 s with one thread per core on a busy machine, 39 s with one thread).
-    "smoke": Profile("smoke", (0,), "seconds-long check that everything runs", 1),
-    "cpu": Profile("cpu", (0, 1, 2), "reduced run that fits 20 min on 2 CPU cores", None),
-    "paper": Profile("paper", (0, 1, 2), "the paper's protocol; needs a CUDA GPU", None),
+    # One thread everywhere: torch's CPU numbers depend on the thread count (adlib.runtime), and speed comes from
+    # parallel processes instead (./run_all.sh --jobs, joblib); the README's "Reproducibility" section has the
+    # measurements behind this choice.
+    "smoke": Profile("smoke", (0,), "seconds-long check that everything runs", DEFAULT_THREADS),
+    "cpu": Profile("cpu", (0, 1, 2), "reduced run that fits 20 min on 2 CPU cores", DEFAULT_THREADS),
+    "paper": Profile("paper", (0, 1, 2), "the paper's protocol; needs a CUDA GPU", DEFAULT_THREADS),
 }
 
 _ACTIVE: str | None = None
@@ -54,8 +60,6 @@ def activate(name: str | None = None) -> Profile:
     global _ACTIVE
     profile = get_profile(name)
     _ACTIVE = profile.name
-    from .training import set_cpu_threads
-
     set_cpu_threads(profile.default_threads)
     return profile
 

@@ -4,20 +4,29 @@ from __future__ import annotations
 import functools
 import platform
 import subprocess
+from pathlib import Path
 
 import torch
 
 from .paths import PROJECT_ROOT
 
 
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """HEAD's commit (``+dirty`` when tracked files differ from it), or 'unknown' outside a git checkout."""
+# What a result depends on: the library (with its run configurations, adlib/configs/) and the notebooks' sources.
+# A change to any of them (tracked or a new, untracked file) marks the commit "+dirty". Executed notebooks
+# (notebooks/*.ipynb), figures and result tables are outputs, not inputs, and are not looked at.
+CODE_PATHS = ("adlib", ":(glob)notebooks/*.py")
+
+
+@functools.lru_cache(maxsize=4)
+def git_commit(root: str | Path = PROJECT_ROOT) -> str:
+    """HEAD's commit in ``root`` (the repository), with ``+dirty`` when the code differs from it
+    (`CODE_PATHS`: adlib/ including its configs, notebooks/*.py), or 'unknown' outside a git checkout."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "adlib"],
-                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS],
+                               cwd=root, capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

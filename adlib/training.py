@@ -1,13 +1,14 @@
 """Training-loop helpers shared by every method.
 
-- `choose_device`, `seed_everything`: where to run, and the same numbers twice.
+- `seed_everything`: the same numbers twice. Where to run and with how many threads (`choose_device`,
+  `set_cpu_threads`) is `adlib.runtime`'s job; both stay importable from here.
 - `train_loop`: the one training loop. Several optimizers, each a `Phase` with its own loss and schedule
   (generator / encoder / discriminator, n_critic for WGAN-GP, separate learning rates); batch order depends
   only on (seed, step), so a run interrupted and resumed from its last atomic checkpoint ends exactly where an
   uninterrupted one does; early stopping / checkpoint choice by a `Monitor` on held-out normals or on validation
   AUROC (never the test split); divergence (NaN/inf loss, collapsed discriminator) stops the run with
   `TrainingDiverged` and a recorded status. `train_steps` is its one-optimizer form.
-- `ResourceMeter`: wall time, throughput and peak memory of a block of work.
+- `ResourceMeter` (`adlib.meter`, importable from here): wall time, throughput and memory of a block of work.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import copy
 import math
 import os
 import random
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,33 +23,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .data.imageset import ImageSet
 from .io import atomic_torch_save
-
-
-def choose_device(prefer: str | None = None) -> torch.device:
-    """cuda when available (or when asked for), else cpu."""
-    if prefer:
-        return torch.device(prefer)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def set_cpu_threads(default: int | None = None) -> int:
-    """Use $ADLIB_THREADS CPU threads for torch, else ``default``, else every core; returns the number set.
-
-    On a machine shared with other jobs, ADLIB_THREADS=1 avoids oversubscribed threads thrashing.
-    """
-    wanted = os.environ.get("ADLIB_THREADS")
-    try:
-        n = int(wanted) if wanted else (default or os.cpu_count() or 1)
-    except ValueError:
-        raise ValueError(f"ADLIB_THREADS must be a positive integer, got {wanted!r}") from None
-    if n < 1:
-        raise ValueError(f"ADLIB_THREADS must be a positive integer, got {wanted!r}")
-    torch.set_num_threads(n)
-    return n
+from .meter import ResourceMeter  # noqa: F401  (notebooks, pretrain and DPA import it from here)
+from .runtime import choose_device, set_cpu_threads  # noqa: F401  (set_cpu_threads: re-exported)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -266,7 +245,7 @@ def train_loop(models: "torch.nn.Module | dict[str, torch.nn.Module]", phases: l
     t0 = time.perf_counter() - history.seconds
     # a run that already stopped early (its checkpoint says so) does not train again: it only restores the best
     remaining = range(start, start if history.stopped_early else steps)
-    bar = tqdm(remaining, desc=desc, disable=not progress, initial=start, total=steps, mininterval=1)
+    bar = progress_bar(remaining, desc=desc, disable=not progress, initial=start, total=steps, mininterval=1)
     step = start
 
     def diverged(message: str):
@@ -411,66 +390,3 @@ def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     return train_loop(model, [phase], train, steps=steps, batch_size=batch_size, seed=seed, monitor=monitor,
                       checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, device=device, desc=desc,
                       progress=progress, stop_after=stop_after)
-
-
-class ResourceMeter:
-    """Measure wall time, throughput and memory of a block: ``with ResourceMeter() as m: ...``.
-
-    peak_mb: CUDA's max allocated memory on a GPU, else the process peak RSS (ru_maxrss), which includes
-    everything the process held before the block too (so on a CPU it only grows from block to block).
-    added_mb: what the block itself added at its peak - on a GPU the same as peak_mb (its counter is reset on
-    entry), on a CPU the largest resident set sampled during the block (every 10 ms, psutil) minus the resident
-    set at entry. This is the number to compare methods by on a CPU.
-    """
-
-    SAMPLE_SECONDS = 0.01
-
-    def __init__(self, images: int = 0):
-        self.images = images
-        self.seconds = 0.0
-        self.peak_mb = float("nan")
-        self.added_mb = float("nan")
-
-    def _sample_rss(self) -> None:
-        while not self._stop.wait(self.SAMPLE_SECONDS):
-            self._max_rss = max(self._max_rss, self._process.memory_info().rss)
-
-    def __enter__(self):
-        self._cuda = torch.cuda.is_available()
-        if self._cuda:
-            torch.cuda.reset_peak_memory_stats()
-            self._start_cuda = torch.cuda.memory_allocated()  # the peak counts what was there before, too
-        else:
-            import threading
-
-            import psutil
-
-            self._process = psutil.Process()
-            self._start_rss = self._max_rss = self._process.memory_info().rss
-            self._stop = threading.Event()
-            self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
-            self._sampler.start()
-        self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self._t0
-        if self._cuda:
-            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
-            self.added_mb = (torch.cuda.max_memory_allocated() - self._start_cuda) / 2**20
-        else:
-            self._stop.set()
-            self._sampler.join()
-            self._max_rss = max(self._max_rss, self._process.memory_info().rss)
-            self.peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            self.added_mb = (self._max_rss - self._start_rss) / 2**20
-        return False
-
-    @property
-    def images_per_second(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
-
-    def as_row(self, **labels) -> dict:
-        return {**labels, "seconds": round(self.seconds, 2), "images": self.images,
-                "images_per_s": round(self.images_per_second, 1), "peak_memory_MB": round(self.peak_mb, 1),
-                "added_memory_MB": round(self.added_mb, 1)}

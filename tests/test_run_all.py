@@ -48,7 +48,8 @@ def test_help_lists_commands_and_options():
     proc = run_script("--help")
     assert proc.returncode == 0, proc.stderr
     for word in ("--profile", "smoke", "cpu", "paper", "--output", "--only", "--publish", " test ", " lab ",
-                 "ADLIB_DRY_RUN", "--jobs", "--no-report", "report/index.html"):
+                 "ADLIB_DRY_RUN", "--jobs", "--no-report", "report/index.html", " verify ", "--tolerance",
+                 "ADLIB_MAX_STEPS", "ADLIB_THREADS", "reproduction"):
         assert word in proc.stdout
 
 
@@ -61,7 +62,7 @@ def test_unknown_profile_fails_before_anything_starts(tmp_path):
     assert (ROOT / "executed" / "nosuch").exists() == existed
 
 
-@pytest.mark.parametrize("option", ["--profile", "--output", "--only", "--jobs"])
+@pytest.mark.parametrize("option", ["--profile", "--output", "--only", "--jobs", "--tolerance"])
 def test_option_without_value_is_a_usage_error(option):
     assert_usage_error(run_script(option), option, "needs a value")
     assert_usage_error(run_script(option, "--publish"), option, "needs a value")
@@ -78,6 +79,7 @@ def test_only_unknown_notebook_names_available_ones(only):
 def test_unknown_argument_and_misplaced_subcommand():
     assert_usage_error(run_script("--bogus"), "--bogus")
     assert_usage_error(run_script("--profile", "cpu", "test"), "test", "first")
+    assert_usage_error(run_script("--profile", "cpu", "verify"), "verify", "first")
 
 
 def test_publish_is_cpu_only():
@@ -169,8 +171,9 @@ def test_jobs_must_be_a_positive_whole_number(jobs):
     assert_usage_error(run_script(f"--jobs={jobs}", "--profile", "smoke"), "--jobs", f"'{jobs}'")
 
 
-def test_jobs_with_a_bad_thread_count_is_a_usage_error():
-    proc = run_script("--jobs", "2", "--profile", "smoke", extra_env={"ADLIB_THREADS": "many"})
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]])
+def test_a_bad_thread_count_is_a_usage_error(jobs):
+    proc = run_script(*jobs, "--profile", "smoke", extra_env={"ADLIB_THREADS": "many"})
     assert_usage_error(proc, "ADLIB_THREADS", "'many'")
 
 
@@ -196,31 +199,51 @@ def fake_nvidia_smi(tmp_path, gpus):
 def test_jobs_order_and_batches(jobs, tmp_path):
     out = tmp_path / "out"
     env = fake_nvidia_smi(tmp_path, 1)  # one GPU: nobody gets a GPU of their own
-    env["ADLIB_THREADS"] = "4"
     proc = run_script("--profile", "cpu", "--output", str(out), "--jobs", str(jobs), dry_run=True, extra_env=env)
     assert proc.returncode == 0, proc.stderr
     started = [l.split("notebooks/")[1][:2] for l in papermill_lines(proc.stdout)]
     batches = expected_batches(jobs)
     assert started == [n for batch in batches for n in batch]  # every notebook once, 01 before the rest, 07 last
+    # one thread per notebook process whatever --jobs is: nothing divides or sets threads per notebook
+    assert "ADLIB_THREADS=" not in proc.stdout and "OMP_NUM_THREADS=" not in proc.stdout
+    assert "CUDA_VISIBLE_DEVICES" not in proc.stdout
     if jobs == 1:
-        assert "[adlib] batch" not in proc.stdout and "ADLIB_THREADS=" not in proc.stdout  # sequential, as before
+        assert "[adlib] batch" not in proc.stdout  # sequential, as before
+        assert all("--progress-bar" in l for l in papermill_lines(proc.stdout))
     else:
         heads = [l for l in proc.stdout.splitlines() if l.startswith("[adlib] batch ")]
-        assert len(heads) == len(batches)
-        for head, batch in zip(heads, batches):
+        parallel = [b for b in batches if len(b) > 1]
+        assert len(heads) == len(parallel)
+        for head, batch in zip(heads, parallel):
             assert [name[:2] for name in head.split(": ", 1)[1].split()] == batch
         for line in papermill_lines(proc.stdout):
-            assert f"env ADLIB_THREADS={4 // jobs} " in line and "CUDA_VISIBLE_DEVICES" not in line
-            assert "--log-output" in line
+            alone = any(batch == [line.split("notebooks/")[1][:2]] for batch in batches)
+            assert ("--progress-bar" in line) == alone and ("--log-output" in line) == (not alone)
         assert f"{out}/cpu/logs/{Path(sorted((ROOT / 'notebooks').glob('00_*.ipynb'))[0]).stem}.log" in proc.stdout
+        assert f"up to {jobs} notebooks at a time, 1 CPU thread(s) each" in proc.stdout
     summary = [l for l in proc.stdout.splitlines() if l.startswith("  ") and l.rstrip().endswith(" ok")]
     assert len(summary) == len(NUMBERS)
     assert f"with --jobs {jobs}" in proc.stdout
     assert not out.exists()
 
 
+def test_default_jobs_one_per_core_or_per_gpu(tmp_path):
+    cores = int(subprocess.run(["nproc"], capture_output=True, text=True,
+                               env={k: v for k, v in os.environ.items() if not k.startswith("OMP_")}).stdout)
+    mem_jobs = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines()
+                    if l.startswith("MemTotal:")) // (3 * 1024 * 1024)
+    proc = run_script("--profile", "cpu", "--output", str(tmp_path / "o"), dry_run=True,
+                      extra_env=fake_nvidia_smi(tmp_path, 3))
+    assert proc.returncode == 0, proc.stderr
+    assert f"with --jobs {max(1, min(cores, mem_jobs))}" in proc.stdout
+    proc = run_script("--profile", "paper", "--output", str(tmp_path / "o"), dry_run=True,
+                      extra_env={**fake_nvidia_smi(tmp_path, 3), "ADLIB_MAX_STEPS": "2"})
+    assert proc.returncode == 0, proc.stderr
+    assert "with --jobs 3" in proc.stdout
+
+
 def test_jobs_give_each_parallel_notebook_its_own_gpu(tmp_path):
-    env = fake_nvidia_smi(tmp_path, 2)
+    env = {**fake_nvidia_smi(tmp_path, 2), "ADLIB_MAX_STEPS": "2"}  # the cap lets the paper profile run without CUDA
     proc = run_script("--profile", "paper", "--jobs", "3", "--output", str(tmp_path / "o"), dry_run=True,
                       extra_env=env)
     assert proc.returncode == 0, proc.stderr
@@ -229,11 +252,110 @@ def test_jobs_give_each_parallel_notebook_its_own_gpu(tmp_path):
     for line in lines:
         if line.startswith("[adlib] batch "):
             slot = 0
-        elif "-m papermill" in line:
+        elif "-m papermill" in line and "CUDA_VISIBLE_DEVICES=" in line:
             devices.append((slot, line.split("CUDA_VISIBLE_DEVICES=")[1].split()[0]))
             slot += 1
+    assert len(devices) == sum(len(b) for b in expected_batches(3) if len(b) > 1)
     assert devices and all(gpu == str(s % 2) for s, gpu in devices)
     # a user's CUDA_VISIBLE_DEVICES is the list of GPUs to share out
     env["CUDA_VISIBLE_DEVICES"] = "5,7"
-    proc = run_script("--profile", "paper", "--jobs", "2", "--only", NUMBERS[0], dry_run=True, extra_env=env)
-    assert "CUDA_VISIBLE_DEVICES=5 " in papermill_lines(proc.stdout)[0]
+    proc = run_script("--profile", "paper", "--jobs", "2", "--output", str(tmp_path / "o"), dry_run=True,
+                      extra_env=env)
+    first, second = papermill_lines(proc.stdout)[:2]
+    assert "CUDA_VISIBLE_DEVICES=5 " in first and "CUDA_VISIBLE_DEVICES=7 " in second
+
+
+# ---- threads, the paper profile without a GPU, ADLIB_MAX_STEPS -----------------------------------------------
+
+def test_thread_override_is_warned_about(tmp_path):
+    proc = run_script("--profile", "smoke", "--only", NUMBERS[0], "--output", str(tmp_path / "o"), dry_run=True,
+                      extra_env={"ADLIB_THREADS": "2"})
+    assert proc.returncode == 0, proc.stderr
+    assert "ADLIB_THREADS=2" in proc.stderr and "differ" in proc.stderr
+    quiet = run_script("--profile", "smoke", "--only", NUMBERS[0], "--output", str(tmp_path / "o"), dry_run=True)
+    assert "warning" not in quiet.stderr
+
+
+def cuda_available():
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has a CUDA GPU")
+def test_paper_profile_without_cuda_stops_in_one_line_unless_capped(tmp_path):
+    for args in (["--profile", "paper"], ["verify", "--profile", "paper"]):
+        proc = run_script(*args, "--output", str(tmp_path / "o"), dry_run=True)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert "CUDA" in proc.stderr and "ADLIB_MAX_STEPS" in proc.stderr
+        assert "papermill" not in proc.stdout and not (tmp_path / "o").exists()
+    capped = run_script("--profile", "paper", "--output", str(tmp_path / "o"), "--only", NUMBERS[0],
+                        dry_run=True, extra_env={"ADLIB_MAX_STEPS": "2"})
+    assert capped.returncode == 0, capped.stderr
+    assert len(papermill_lines(capped.stdout)) == 1
+    # a capped run's numbers are no results: by default they stay out of the committed folders
+    assert f"result tables:      {tmp_path}/o/paper/max_steps_2/results/paper" in capped.stdout
+    assert f"figures:            {tmp_path}/o/paper/max_steps_2/figures/paper" in capped.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_max_steps_must_be_a_positive_whole_number(value):
+    assert_usage_error(run_script("--profile", "smoke", extra_env={"ADLIB_MAX_STEPS": value}),
+                       "ADLIB_MAX_STEPS", f"'{value}'")
+
+
+def test_max_steps_cannot_be_published():
+    assert_usage_error(run_script("--profile", "cpu", "--publish", extra_env={"ADLIB_MAX_STEPS": "2"}),
+                       "ADLIB_MAX_STEPS", "--publish")
+
+
+# ---- verify --------------------------------------------------------------------------------------------------
+
+def test_verify_reexecutes_into_scratch_and_compares_with_the_committed_tables(tmp_path):
+    out = tmp_path / "v"
+    proc = run_script("verify", "--profile", "cpu", "--only", NUMBERS[0], "--output", str(out), "--jobs", "1",
+                      dry_run=True)
+    assert proc.returncode == 0, proc.stderr
+    (papermill,) = papermill_lines(proc.stdout)
+    assert f"{out}/cpu/{NUMBERS[0]}_" in papermill and "-p profile cpu" in papermill
+    verify = next(l for l in proc.stdout.splitlines() if "-m adlib.verify" in l)
+    assert f"--committed {ROOT}/results --fresh {out}/results --only {NUMBERS[0]} --tolerance 0" in verify
+    assert f"--report {out}/cpu/reproduction" in verify
+    assert f"result tables:      {out}/results\n" in proc.stdout  # never the committed folders
+    assert f"figures:            {out}/figures\n" in proc.stdout
+    assert "adlib.report" not in proc.stdout and "adlib.publish" not in proc.stdout
+    assert not out.exists()  # a dry run creates nothing
+    every = run_script("verify", "--profile", "cpu", "--tolerance", "1e-6", "--output", str(out), dry_run=True)
+    verify = next(l for l in every.stdout.splitlines() if "-m adlib.verify" in l)
+    assert f"--only {' '.join(NUMBERS)} --tolerance 1e-6" in verify
+    assert len(papermill_lines(every.stdout)) == len(NUMBERS)
+
+
+def test_verify_default_scratch_folder_is_under_executed():
+    proc = run_script("verify", "--profile", "cpu", "--only", NUMBERS[0], dry_run=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{ROOT}/executed/verify/cpu/reproduction" in proc.stdout
+
+
+def test_verify_argument_errors(tmp_path):
+    assert_usage_error(run_script("verify", "--publish"), "--publish", "verify")
+    assert_usage_error(run_script("--tolerance", "0"), "--tolerance", "verify")
+    for bad in ("-1", "x", "1e"):
+        assert_usage_error(run_script("verify", "--tolerance", bad), "--tolerance", f"'{bad}'")
+    assert_usage_error(run_script("verify", extra_env={"ADLIB_MAX_STEPS": "2"}), "ADLIB_MAX_STEPS")
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert_usage_error(run_script("verify", "--output", str(foreign)), str(foreign))
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_verify_without_committed_tables_says_so(tmp_path):
+    empty = tmp_path / "results"
+    empty.mkdir()
+    proc = run_script("verify", "--profile", "smoke", "--output", str(tmp_path / "v"), dry_run=True,
+                      extra_env={"ADLIB_RESULTS": str(empty)})
+    assert proc.returncode == 1
+    assert "nothing to verify" in proc.stderr and str(empty / "smoke") in proc.stderr
+    assert "papermill" not in proc.stdout
