@@ -19,9 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data.imageset import ImageSet, iter_float_batches
-from ...detectors import Detector, register
-from ...training import (Phase, ResourceMeter, TrainHistory, choose_device, holdout_loss_monitor, seed_everything,
+from ...data.imageset import ImageSet
+from ...detectors import register
+from ...reconstruction import ReconstructionDetector
+from ...training import (Phase, ResourceMeter, TrainHistory, choose_device, seed_everything,
                          split_holdout, train_loop)
 from .losses import PerceptualLoss, adversarial_loss, critic_loss_wgan_gp, l1_per_image
 from .network import Critic, PerceptualAutoencoder, downsample, upsample
@@ -54,7 +55,7 @@ def merge_histories(first: TrainHistory | None, second: TrainHistory) -> TrainHi
 
 
 @register("dpa")
-class DPADetector(Detector):
+class DPADetector(ReconstructionDetector):
     """Deep Perceptual Autoencoder (Shvetsova et al. 2021) with progressive growing and ablation losses.
 
     Sizes: ``latent``/``latent_spatial``/``widths`` as in PerceptualAutoencoder. Loss layers: ``layers``
@@ -65,6 +66,7 @@ class DPADetector(Detector):
     """
 
     latent_phase = "autoencoder"  # the phase whose loss computes z (the bottleneck), see Detector.with_latent_hook
+    eval_modules = ("model",)
 
     def __init__(self, loss: str = "perceptual", layers: tuple[str, ...] | str | None = None,
                  progressive: bool = False, start_size: int = 8, stage_steps: int = 200,
@@ -74,7 +76,7 @@ class DPADetector(Detector):
                  l1_weight: float = 0.1, adv_weight: float = 0.1, arch: str = "vgg19", weights: str = "auto",
                  seed: int = 0, holdout_fraction: float = 0.1, eval_every: int = 50, patience: int | None = 4,
                  checkpoint_path: str | None = None, device: str | None = None, progress: bool = True,
-                 cache_targets: bool = True, cache_mb: float = 1024.0):
+                 cache_targets: bool = True, cache_mb: float = 1024.0, checkpoint_on: str = "holdout_loss"):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if progressive and "adv" in loss:
@@ -88,7 +90,9 @@ class DPADetector(Detector):
                        lr=lr if lr is not None else (1e-3 if progressive else 2e-3),  # the authors' rates
                        l1_weight=l1_weight if loss != "l1" else 1.0, adv_weight=adv_weight, arch=arch, seed=seed,
                        holdout_fraction=holdout_fraction, eval_every=eval_every, patience=patience,
-                       cache_targets=cache_targets, cache_mb=cache_mb)
+                       cache_targets=cache_targets, cache_mb=cache_mb, checkpoint_on=checkpoint_on)
+        if checkpoint_on not in ("holdout_loss", "val_auroc", "last"):  # DPA's default: the authors' hold-out loss
+            raise ValueError(f"checkpoint_on must be holdout_loss, val_auroc or last, got {checkpoint_on!r}")
         self.layer_schedule = dict(layer_schedule or {})
         self.perceptual = PerceptualLoss(arch, weights, seed=0) if self.uses_perceptual else None
         self.weights = self.perceptual.weights_source if self.perceptual else "none"
@@ -194,6 +198,7 @@ class DPADetector(Detector):
             raise ValueError(f"DPA needs at least a few normal training images, got {len(train)}")
         seed_everything(hp["seed"])
         size = train.size
+        self.channels, self.size = train.channels, size
         self.model = PerceptualAutoencoder(train.channels, size, hp["widths"], hp["latent"], hp["latent_spatial"])
         self.model.to(self.device)
         if self.perceptual:
@@ -214,11 +219,10 @@ class DPADetector(Detector):
                                       batch_size=hp["batch_size"], seed=hp["seed"],
                                       checkpoint_path=f"{ckpt}.grow" if ckpt else None, device=self.device,
                                       desc="DPA growing", progress=self.progress)
-        monitor = None
-        if len(holdout):
-            rec = self._reconstruction_loss(growth)
-            monitor = holdout_loss_monitor(lambda b, step: rec(b, step)[0], holdout, hp["batch_size"], self.device,
-                                           hp["eval_every"], hp["patience"])
+        rec = self._reconstruction_loss(growth)
+        monitor, criterion = self._checkpoint_monitor(val if hp["checkpoint_on"] == "val_auroc" else None, holdout,
+                                                      lambda b, step: rec(b, step)[0],
+                                                      holdout_batch_size=hp["batch_size"])
         self._size = size
         with ResourceMeter() as cache_meter:
             cache = self._target_cache(fit_set)
@@ -228,6 +232,7 @@ class DPADetector(Detector):
                            checkpoint_path=f"{ckpt}.final" if ckpt else None, device=self.device,
                            desc=f"DPA {self.loss_name} {size}px", progress=self.progress)
         self.history = merge_histories(grow_history, final)
+        self.history.checkpoint_criterion = criterion
         self.model.eval()
         return self
 
@@ -238,22 +243,16 @@ class DPADetector(Detector):
             raise RuntimeError("call fit() before scoring")
         return self.schedule.stages[-1].layers
 
-    @torch.no_grad()
-    def _map(self, images, fn, batch_size: int = 128) -> list:
-        if self.model is None:
-            raise RuntimeError("call fit() before scoring")
-        self.model.eval()
-        out = []
-        for b in iter_float_batches(images, batch_size):
-            if b.shape[-1] != self.model.size or b.shape[1] != self.model.channels:
-                raise ValueError(f"this detector was trained on ({self.model.channels}, {self.model.size}, "
-                                 f"{self.model.size}) images, got {tuple(b.shape[1:])}")
-            out.append(fn(b.to(self.device)))
-        return out
+    def _error(self, batch: torch.Tensor) -> torch.Tensor:
+        """The per-image reconstruction loss at the final resolution: the anomaly score."""
+        batch = batch.to(self.device)
+        return self.reconstruction_loss(batch, self.model(batch), self.final_loss_layers)
 
-    def score(self, images) -> np.ndarray:
-        layers = self.final_loss_layers
-        return torch.cat(self._map(images, lambda b: self.reconstruction_loss(b, self.model(b), layers).cpu())).numpy()
+    def _reconstruction(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)
+
+    def _embedding(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(batch)
 
     def anomaly_maps(self, images) -> np.ndarray:
         """Per-pixel perceptual difference (perceptual variants) or absolute residual (L1)."""
@@ -267,11 +266,8 @@ class DPADetector(Detector):
         return torch.cat(self._map(images, one)).numpy()
 
     def reconstruct(self, images) -> torch.Tensor:
-        """The decoder output: for the perceptual loss a 'content tensor', not necessarily an image."""
+        """The decoder output: for the perceptual loss a 'content tensor', not necessarily an image (not clamped)."""
         return torch.cat(self._map(images, lambda b: self.model(b).cpu()))
-
-    def embed(self, images) -> np.ndarray:
-        return torch.cat(self._map(images, lambda b: self.model.encode(b).flatten(1).cpu())).numpy()
 
     def latent_dim(self) -> int:
         return self.model.latent * self.model.latent_spatial ** 2
