@@ -88,17 +88,9 @@ class RunConfig:
 
 def max_steps_cap() -> int | None:
     """$ADLIB_MAX_STEPS as a whole number of 1 or more, or None when unset."""
-    wanted = os.environ.get(MAX_STEPS_ENV, "").strip()
-    if not wanted:
-        return None
-    try:
-        cap = int(wanted)
-    except ValueError:
-        cap = 0
-    if cap < 1:
-        raise ValueError(f"{MAX_STEPS_ENV} must be a whole number of steps, 1 or more, got {wanted!r}; "
-                         "unset it for the configured step counts")
-    return cap
+    from .runtime import positive_int_env
+
+    return positive_int_env(MAX_STEPS_ENV, "steps", "unset it for the configured step counts")
 
 
 def is_step_count_key(key: str) -> bool:

@@ -18,18 +18,10 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 from .paths import figures_dir  # noqa: E402
+from .runtime import in_notebook_kernel  # noqa: E402
 
 sns.set_theme(context="notebook", style="whitegrid")
 LABEL_NAMES = {0: "normal", 1: "anomalous"}
-
-
-def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def save_figure(fig: plt.Figure, name: str, dpi: int = 120, show: bool = True) -> None:
@@ -47,7 +39,7 @@ def save_figure(fig: plt.Figure, name: str, dpi: int = 120, show: bool = True) -
     with atomic_path(figures_dir() / f"{name}.png") as tmp:
         tmp.write_bytes(png)
     plt.close(fig)
-    if show and _in_kernel():
+    if show and in_notebook_kernel():
         from IPython.display import Image, display
 
         display(Image(data=png, format="png"))

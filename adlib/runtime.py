@@ -33,21 +33,37 @@ def choose_device(prefer: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def requested_threads(default: int | None = None) -> tuple[int, bool]:
-    """(threads, overridden): $ADLIB_THREADS when set, else ``default``, else `DEFAULT_THREADS` (1).
-
-    Raises ValueError for anything but a whole number of 1 or more in $ADLIB_THREADS."""
-    wanted = os.environ.get(THREADS_ENV, "").strip()
+def positive_int_env(name: str, what: str, unset_hint: str) -> int | None:
+    """``$name`` as a whole number of 1 or more, None when unset; a clear ValueError for anything else."""
+    wanted = os.environ.get(name, "").strip()
     if not wanted:
-        return (default or DEFAULT_THREADS), False
+        return None
     try:
         n = int(wanted)
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"{THREADS_ENV} must be a whole number of CPU threads, 1 or more, got {wanted!r}; "
+        raise ValueError(f"{name} must be a whole number of {what}, 1 or more, got {wanted!r}; {unset_hint}")
+    return n
+
+
+def in_notebook_kernel() -> bool:
+    """True inside a Jupyter kernel (a notebook shows figures and Markdown there)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def requested_threads(default: int | None = None) -> tuple[int, bool]:
+    """(threads, overridden): $ADLIB_THREADS when set, else ``default``, else `DEFAULT_THREADS` (1).
+
+    Raises ValueError for anything but a whole number of 1 or more in $ADLIB_THREADS."""
+    n = positive_int_env(THREADS_ENV, "CPU threads",
                          f"unset it to use {DEFAULT_THREADS} thread per process (the committed numbers)")
-    return n, True
+    return (default or DEFAULT_THREADS, False) if n is None else (n, True)
 
 
 def set_cpu_threads(default: int | None = None) -> int:

@@ -388,19 +388,12 @@ def as_markdown(*verdicts) -> str:
 def show(*verdicts) -> str:
     """Display the verdicts as rendered Markdown in a notebook (printed as text elsewhere); returns the Markdown."""
     text = as_markdown(*verdicts)
-    if _in_notebook():
+    from .runtime import in_notebook_kernel
+
+    if in_notebook_kernel():
         from IPython.display import Markdown, display
 
         display(Markdown(text))
     else:
         print(text)
     return text
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
