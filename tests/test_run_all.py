@@ -94,6 +94,15 @@ def test_test_mode_passes_every_argument_to_pytest():
     assert line.endswith("-q -k data --profile x")
 
 
+@pytest.mark.parametrize("workers,expected", [("2", "-n 2 --dist loadfile"), ("0", None), ("1", None)])
+def test_test_mode_spreads_test_files_over_workers(monkeypatch, workers, expected):
+    monkeypatch.setenv("ADLIB_TEST_WORKERS", workers)
+    proc = run_script("test", dry_run=True)
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if "-m pytest" in l)
+    assert (expected in line) if expected else (" -n " not in line), line
+
+
 def test_lab_mode_starts_jupyterlab_in_notebooks():
     proc = run_script("lab", "--no-browser", dry_run=True)
     assert proc.returncode == 0, proc.stderr
