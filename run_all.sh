@@ -250,7 +250,7 @@ if [ "$MODE" = test ]; then
   # One pytest worker per core (pytest-xdist), each test file (and each notebook's cells) kept in one worker, in
   # order: the tests compute with one thread each, so the suite's wall time falls with the cores.
   # ADLIB_TEST_WORKERS overrides (0: no workers, everything in this process).
-  workers=${ADLIB_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}
+  workers=${ADLIB_TEST_WORKERS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)}  # the cores, not OMP_NUM_THREADS
   if [ "$workers" -gt 1 ] 2>/dev/null; then dist=(-n "$workers" --dist loadfile); else dist=(); fi
   run python -m pytest tests notebooks ${dist[@]+"${dist[@]}"} --nbval-lax --nbval-cell-timeout=900 -q \
     ${PASS_ARGS[@]+"${PASS_ARGS[@]}"} || rc=$?
