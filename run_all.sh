@@ -65,6 +65,9 @@ DIR/<profile>/max_steps_N/ unless ADLIB_FIGURES / ADLIB_RESULTS / ADLIB_CACHE / 
 ADLIB_DRY_RUN=1 (print commands instead of running them, no set-up).
 The paper profile needs a CUDA GPU: without one it stops before anything runs, unless ADLIB_MAX_STEPS is set.
 The report: report/index.html links one page per executed notebook (wall time, status) and the leaderboard.
+The training-budget study (notebook 08 reads its committed rows, results/budget/; it trains only the cheap rungs)
+is hours of CPU and runs outside this script, resumable: python -m adlib.budget --profile cpu --dry-run lists the
+rungs still to run with estimated hours; drop --dry-run (add e.g. --max-hours 8) to run them.
 EOF
 }
 
@@ -228,6 +231,8 @@ export PYTHONHASHSEED=0
 # The OpenMP/BLAS libraries of numpy and scikit-learn get the same count, unless the user chose theirs.
 THREADS=${ADLIB_THREADS:-1}
 for var in OMP_NUM_THREADS MKL_NUM_THREADS OPENBLAS_NUM_THREADS; do export "$var=${!var:-$THREADS}"; done
+# Headless runs (papermill, nbval): no progress bars in the saved outputs (adlib/progress.py); the log shows progress.
+export ADLIB_HEADLESS=${ADLIB_HEADLESS:-1}
 if [ "$THREADS" != 1 ] && [ "$MODE" != test ]; then
   echo "[adlib] warning: ADLIB_THREADS=$THREADS: each notebook computes with $THREADS threads instead of 1;" \
        "the numbers will differ slightly from the committed ones (every result row records 'threads')" >&2
@@ -244,6 +249,9 @@ if [ "$MODE" = test ]; then
   SCRATCH=$(mktemp -d)
   trap 'rm -rf "$SCRATCH"' EXIT
   export ADLIB_PROFILE=smoke ADLIB_FIGURES="$SCRATCH/figures" ADLIB_RESULTS="$SCRATCH/results"
+  # Every figure the smoke notebooks save must have a title, axis labels and a legend / colour bar where it needs
+  # one (adlib.plots.figure_problems): a figure that lacks them stops its notebook, so the test fails.
+  export ADLIB_FIGURE_RULES=${ADLIB_FIGURE_RULES:-strict}
   echo "[adlib] data directory: ${ADLIB_DATA:-<per-user cache>}"
   start=$(date +%s)
   rc=0

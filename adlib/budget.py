@@ -190,11 +190,14 @@ def estimate_seconds(rung: Rung, done: pd.DataFrame, values: dict) -> float:
     def measured(width: str, data_key: str | None) -> tuple[float, float] | None:
         if done.empty:
             return None
-        hit = done[(done["method"] == rung.job.method) & (done["width_label"] == width)]
+        # numpy masks, not frame indexing: a plan estimates hundreds of rungs against the same rows
+        keep = (done["method"].to_numpy() == rung.job.method) & (done["width_label"].to_numpy() == width)
         if data_key is not None:
-            hit = hit[hit["data"] == data_key]
-        hit = hit[hit["job_wall_seconds"].notna() & (hit["budget_value"] > 0)]
-        return _line(list(zip(hit["budget_value"], hit["job_wall_seconds"]))) if len(hit) else None
+            keep &= done["data"].to_numpy() == data_key
+        value = pd.to_numeric(done["budget_value"], errors="coerce").to_numpy(float)
+        seconds = pd.to_numeric(done["job_wall_seconds"], errors="coerce").to_numpy(float)
+        keep &= ~np.isnan(seconds) & (value > 0)
+        return _line(list(zip(value[keep], seconds[keep]))) if keep.any() else None
 
     for width, data_key, factor in ((rung.width_label, rung.job.data_key, 1.0), (rung.width_label, None, 1.0),
                                     (CPU_WIDTH, rung.job.data_key, wide_cost), (CPU_WIDTH, None, wide_cost)):
@@ -377,6 +380,17 @@ def describe_plan(plan: list[tuple[Rung, float]]) -> str:
 
 
 # ---- command line ------------------------------------------------------------------------------------------------
+
+def study_values(profile: str = "cpu") -> dict:
+    """The study's configuration for ``profile`` as plain values, read WITHOUT activating that profile (a notebook
+    running the smoke profile reads the cpu study's ladder this way and keeps writing to its own folders)."""
+    import tomllib
+
+    from .config import _merge, config_path
+
+    data = tomllib.loads(config_path(CONFIG).read_text())
+    return _merge(data.get("common", {}), data.get(profile, {}))
+
 
 def rows_path_for(profile: str) -> Path:
     """results/budget/budget_rows.csv for the cpu profile, results/<profile>/budget/... for the others."""

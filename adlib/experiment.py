@@ -120,7 +120,11 @@ def run_experiment(detector: "Detector | str | Callable[[], Detector]", protocol
     for part, data in (("training images", train), ("few-shot anomalies", anomalies)):
         refuse_test_data(data, f"run_experiment ({part})")
     seed_everything(seed)
-    if isinstance(detector, str):
+    if isinstance(detector, str):  # by registered name: the row records its configuration hash (notebook 07 reuse)
+        if train is protocol.train:
+            extra.setdefault("run_sha256", run_config_sha256(
+                detector, detector_kwargs, protocol, image_size=extra.get("image_size"), anomalies=anomalies,
+                use_val_in_fit=use_val_in_fit, weights=weights_of(detector, detector_kwargs)))
         detector = create(detector, seed=seed, **(detector_kwargs or {}))
     elif not isinstance(detector, Detector):
         detector = detector()
@@ -197,3 +201,43 @@ def check_finite(values: np.ndarray, what: str) -> np.ndarray:
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{what} contain NaN or inf; the detector diverged or was fed bad input")
     return values
+
+
+# ----- the configuration hash of a run (rows of a benchmark are reused only when it matches) ----------------------
+HASH_IGNORED_SETTINGS = ("progress", "device", "verbose")  # how a run is shown or placed, not what it computes
+
+
+def weights_of(detector: str, kwargs: dict | None) -> str:
+    """The weights source a registered detector will use with ``kwargs`` (its constructor default when not given;
+    'none' for a detector without pretrained weights), read from its signature without building it."""
+    import inspect
+
+    from .detectors import detector_class
+
+    if kwargs and "weights" in kwargs:
+        return str(kwargs["weights"])
+    param = inspect.signature(detector_class(detector)).parameters.get("weights")
+    return "none" if param is None or param.default is inspect.Parameter.empty else str(param.default)
+
+
+def run_config_sha256(detector: str, kwargs: dict | None, protocol: Protocol, *, image_size: int | None = None,
+                      anomalies: ImageSet | None = None, use_val_in_fit: bool = False, weights: str = "none",
+                      threshold_rule: str | None = None) -> str:
+    """16 hex digits of SHA-256 over everything that decides a run's result except its seed: the registered
+    detector and its settings (steps, width, ... but not progress/device), the weights source, the image size and
+    channels, the data file's hash and the sizes of the training, validation and test splits, the few-shot
+    anomalies (their pixels), whether validation is seen in fit, and the threshold rule."""
+    import hashlib
+    import inspect
+    import json
+
+    rule = threshold_rule or f"{inspect.signature(evaluate_scores).parameters['rule'].default}-val"
+    settings = {k: v for k, v in (kwargs or {}).items() if k not in HASH_IGNORED_SETTINGS}
+    shots = "" if anomalies is None else hashlib.sha256(np.ascontiguousarray(anomalies.images).tobytes()).hexdigest()
+    text = json.dumps(dict(detector=detector, settings=settings, weights=str(weights),
+                           image_size=int(image_size or protocol.train.size), channels=int(protocol.train.channels),
+                           data_sha256=protocol.data_sha256()[:16], n_train=len(protocol.train),
+                           n_val=len(protocol.val), n_test=len(protocol.test), anomalies=shots,
+                           use_val_in_fit=bool(use_val_in_fit), threshold_rule=rule),
+                      sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

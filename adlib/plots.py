@@ -276,5 +276,7 @@ def class_balance(frame, title: str = "class balance") -> plt.Figure:
     g = sns.catplot(data=long, x="part", y="images", hue="class", col="dataset", kind="bar", height=3, aspect=1.2,
                     sharey=False)
     g.set_xticklabels(rotation=30, ha="right")
+    for ax in g.axes.flat:  # sharey=False: every panel has its own scale, so every panel names it
+        ax.set_ylabel("images")
     g.figure.suptitle(title, y=1.03)
     return g.figure

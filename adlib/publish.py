@@ -10,11 +10,13 @@ themselves also print the profile they ran with).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import nbformat
 
 from .io import atomic_write_text
+from .provenance import git_commit
 
 
 def strip_injected_parameters(nb: nbformat.NotebookNode) -> dict:
@@ -30,6 +32,12 @@ def publish(executed: Path, target_dir: Path) -> Path:
     if errors:
         raise SystemExit(f"{executed} contains {len(errors)} error output(s); fix the run before publishing it")
     params = strip_injected_parameters(nb)
+    # the commit whose code produced these outputs (publish runs right after the execution, in the same tree);
+    # adlib.verify's staleness check compares it with HEAD, and a "+dirty" one fails the tests
+    params["git_commit"] = commit = git_commit()
+    if commit.endswith("+dirty") and os.environ.get("ADLIB_PUBLISH_DIRTY", "0") != "1":
+        raise SystemExit(f"{executed} was executed on uncommitted code ({commit}): commit adlib/ and notebooks/*.py "
+                         "first, re-execute, then publish (ADLIB_PUBLISH_DIRTY=1 publishes anyway, for a draft)")
     nb.metadata["adlib"] = {"executed_with": params}
     target = target_dir / executed.name
     atomic_write_text(target, nbformat.writes(nb))

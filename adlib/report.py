@@ -314,29 +314,44 @@ def readme_leaderboard_block(leaderboard: Path, top: int = 5) -> str:
     # methods in the rank test first (by mean rank: comparable, same datasets), then the rest by mean AUROC
     frame = frame.assign(_ranked=frame["mean_rank"].notna()).sort_values(
         ["_ranked", "mean_rank", "mean_auroc"], ascending=[False, True, False]).head(top)
-    lines = ["| # | method | block | mean test AUROC | mean rank | datasets |", "|---|---|---|---|---|---|"]
+    marked = {"below_chance", "degenerate_threshold", "fit_seconds"} <= set(frame.columns)  # since issue 23
+    lines = ["| # | method | block | mean test AUROC | mean rank | datasets |" + (" marks | fit s / run |" if marked
+                                                                               else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if marked else "")]
     for i, (_, r) in enumerate(frame.iterrows(), start=1):
         rank = "" if pd.isna(r.get("mean_rank")) else f"{r['mean_rank']:.2f}"
+        extra = ""
+        if marked:
+            marks = [f"below chance on {int(r['below_chance'])}" if r["below_chance"] else "",
+                     f"at chance on {int(r['at_chance'])}" if r.get("at_chance", 0) else "",
+                     f"degenerate threshold on {int(r['degenerate_threshold'])}" if r["degenerate_threshold"] else ""]
+            fit = "" if pd.isna(r["fit_seconds"]) else f"{r['fit_seconds']:.1f}"
+            extra = f" {'; '.join(m for m in marks if m) or '-'} | {fit} |"
         lines.append(f"| {i} | {r['method']} | {r['block']} | {100 * r['mean_auroc']:.1f} | {rank} | "
-                     f"{int(r['n_datasets'])} |")
+                     f"{int(r['n_datasets'])} |" + extra)
     profile = frame["profile"].iloc[0] if "profile" in frame and len(frame) else "?"
     lines.append("")
     lines.append(f"Top {len(frame)} of the {profile}-profile leaderboard (`{relative_to_project(leaderboard)}`): the "
                  "methods of the Friedman/Nemenyi rank test first, by mean rank over the datasets they all ran on; "
-                 "mean AUROC is over each method's own datasets. The full table, the weakly supervised block, the "
-                 "critical-difference diagram and the test's p-value are in notebook 07 and the report.")
+                 "mean AUROC is over each method's own datasets." + (" Marks count the datasets on which a "
+                 "method's test AUROC is below or at chance or its validation threshold is degenerate; fit s is the "
+                 "mean training time of one run of notebook 07 (one CPU thread)." if marked else "")
+                 + " The full table (with 95 % CIs per cell), the weakly supervised block, the critical-difference "
+                 "diagram and the test's p-value are in notebook 07 and the report.")
     return "\n".join(lines)
 
 
 def readme_wall_time_block(notebooks: Path) -> str:
-    """A Markdown table of the committed notebooks: profile, papermill's wall time, when it ran."""
-    lines = ["| notebook | profile | wall time | executed (UTC) |", "|---|---|---|---|"]
+    """A Markdown table of the committed notebooks: profile, papermill's wall time, when it ran, at which commit."""
+    lines = ["| notebook | profile | wall time | executed (UTC) | at commit |", "|---|---|---|---|---|"]
     over = []
     for path in list_notebooks(notebooks):
         nb = nbformat.read(path, as_version=4)
         seconds = wall_time(nb)
         started = str(nb.metadata.get("papermill", {}).get("start_time") or "")[:16].replace("T", " ")
-        lines.append(f"| {path.stem} | {executed_profile(nb) or '?'} | {_fmt_duration(seconds)} | {started} |")
+        commit = nb.metadata.get("adlib", {}).get("executed_with", {}).get("git_commit") or "not recorded"
+        lines.append(f"| {path.stem} | {executed_profile(nb) or '?'} | {_fmt_duration(seconds)} | {started} | "
+                     f"`{commit}` |")
         if seconds is not None and seconds > CPU_TARGET_S:
             over.append(path.stem[:2])
     lines.append("")

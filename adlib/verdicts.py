@@ -13,7 +13,8 @@ The rules, stated once:
               the interval is at least mean ± CHANCE_MARGIN.
   better      A beats B only when the difference of means exceeds the sum of their seed stds AND their CIs do
               not overlap; without CIs both need two or more seeds (one seed has no spread to compare with).
-              Otherwise it is a "tie (within noise)". Two AUROCs below chance are "both below chance", not ranked.
+              Otherwise it is a "tie (within noise)". Two AUROCs below chance are "both below chance", not ranked;
+              one below chance and one at chance are "not comparable (neither above chance)".
   degenerate  F1, ACC, SEN and SPE of a row whose threshold put (almost) every image in one class (the row's
               `degenerate` flag, see adlib.metrics) describe a constant prediction: such a row is never ranked,
               and never counted as beating or matching a paper number, on those metrics. AUROC needs no
@@ -204,7 +205,8 @@ class Comparison:
     def label(self) -> str:
         return {"better": f"{self.a.name} better", "worse": f"{self.b.name} better", "tie": "tie (within noise)",
                 "both below chance": "both below chance",
-                "not comparable": "not comparable (degenerate threshold)"}[self.outcome]
+                "not comparable": "not comparable (degenerate threshold)" if "degenerate" in self.reason
+                else "not comparable (neither above chance)"}[self.outcome]
 
     @property
     def difference(self) -> float:
@@ -233,6 +235,11 @@ def compare(a_rows: pd.DataFrame | pd.Series, b_rows: pd.DataFrame | pd.Series, 
                                                   f"(one class for ≥ {DEGENERATE_SHARE:.1%} of the images)")
     if not is_threshold_metric(metric) and _chance_of(a) == _chance_of(b) == "below chance":
         return Comparison(a, b, "both below chance", "neither ranks anomalous images above normal ones")
+    if not is_threshold_metric(metric) and "above chance" not in (_chance_of(a), _chance_of(b)) \
+            and "below chance" in (_chance_of(a), _chance_of(b)):
+        # a random ranking beside an inverted one: "better" would crown a detector that detects nothing
+        return Comparison(a, b, "not comparable", f"neither is above chance ({a.name} {_chance_of(a)}, {b.name} "
+                                                  f"{_chance_of(b)}): neither detects, so neither is better")
     difference, spread = a.mean - b.mean, a.seed_std + b.seed_std
     numbers = f"difference {difference * 100:+.1f} points, seed spread {spread * 100:.1f}"
     if abs(difference) <= spread:

@@ -17,10 +17,12 @@
 # it learns from *normal* training images only, it makes every choice (threshold, checkpoint,
 # hyperparameter) on the *validation* split, and the *test* split is touched once, for the final numbers.
 # With those rules fixed, a plain convolutional autoencoder gives a first, honest baseline on
-# PneumoniaMNIST, and we can see why anomaly detection on chest X-rays is hard.
+# PneumoniaMNIST, and we can see why anomaly detection on chest X-rays is hard: what the test split is,
+# how a threshold can decide nothing, and why a pixel-error score can rank below chance.
 #
-# Sections: setup · parameters · the datasets · the protocol · the metrics · a complete minimal run
-# (train, evaluate, figures) · discussion.
+# Sections: setup · parameters · the datasets · the protocol · the metrics and the threshold rule · a
+# complete minimal run (train, evaluate) · the two test sets · figures · below chance · validation flatters ·
+# discussion · exercises · timing and outputs.
 
 # %% [markdown]
 # ## Setup
@@ -32,15 +34,18 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from adlib import plots
+from adlib import plots, protocol_notes
 from adlib.config import load_run_config
 from adlib.data import (CIFAR10_CLASSES, DATASETS, TestDataError, cifar10_one_vs_rest, few_shot_anomalies,
                         make_protocol, make_synthetic_protocol)
-from adlib.experiment import provenance_columns, run_experiment
-from adlib.metrics import ScoredSplit, auroc, evaluate_scores, select_threshold_on_validation
+from adlib.experiment import provenance_columns
+from adlib.metrics import (ScoredSplit, auroc, evaluate_scores, is_degenerate, metrics_at_threshold,
+                           select_threshold_on_validation)
+from adlib.notebook import Runs, best_budget_rows, bullet_list, reading_table, say, show_table
 from adlib.paper_numbers import paper_numbers
-from adlib.results import ResultsTable, mean_pm_std, save_frame
-from adlib.shift import domain_classifier_auroc, image_statistics
+from adlib.paths import figures_dir, relative_to_project, results_dir
+from adlib.results import ResultsTable, save_frame
+from adlib.shift import detail_diagnostic, fine_detail, image_statistics
 from adlib.training import choose_device
 
 notebook_start = time.perf_counter()
@@ -97,15 +102,16 @@ for name, p in protocols.items():
     plots.save_figure(fig, f"00_samples_{name}")
 
 # %% [markdown]
-# Larger images. Official PneumoniaMNIST files at 64/128 px are not on this machine; the data directory
-# holds files rebuilt from the original Kermany images with the same splits and labels. They are a
-# *known substitute*: verified by SHA-256 and used only when the official file is missing, and every
-# result says which source it used. Its test split is exactly the ZhangLab test set (234 normal,
-# 390 pneumonia), so papers that report on ZhangLab are directly comparable.
+# Larger images. Where an official PneumoniaMNIST file of the profile's size is missing, the data directory
+# holds files rebuilt from the original Kermany images with MedMNIST's splits, order and labels: a *known
+# substitute*, verified by SHA-256, used only when the official file is missing, and named in every result
+# row. The sentence below is generated from the file this run loaded. Papers that report on "ZhangLab" use a
+# test set of the same size; which copy of it they used, the papers do not say, so every pneumonia table
+# shows both test AUROCs.
 
 # %%
 pneumonia = make_protocol("pneumonia", size=cfg.image_size, max_train=cfg.get("max_train"), seed=0)
-print("PneumoniaMNIST source:", pneumonia.data_source())
+say(protocol_notes.test_split_note(pneumonia))
 display(pneumonia.summary())
 
 # %% [markdown]
@@ -118,6 +124,7 @@ synthetic = make_synthetic_protocol(n_train=64, n_val=16, n_test=16, size=64, se
 anom = synthetic.test.anomalies().subset(np.arange(6))
 fig = plots.image_grid({"normal": synthetic.test.normals().images[:6], "with lesions": anom.images,
                         "lesion mask": anom.masks.float()})
+fig.suptitle("Synthetic phantoms: normal test images, images with lesions, and the lesion masks", y=1.02, fontsize=9)
 plots.save_figure(fig, "00_synthetic_phantoms")
 
 cifar_rows = []
@@ -154,20 +161,29 @@ except TestDataError as err:
     print("refused:", err)
 
 # %% [markdown]
-# ## The metrics
+# ## The metrics, and which threshold
 #
-# * **AUROC** — the probability that a random anomalous image scores higher than a random normal one;
-#   threshold-free, the papers' main metric.
-# * **AP** — area under the precision–recall curve; sensitive to class balance.
-# * **F1, ACC, SEN (sensitivity, recall of anomalies), SPE (specificity, recall of normals)** — at the
-#   threshold that maximises F1 on the *validation* split, applied unchanged to the test split.
+# * **AUROC**: the probability that a random anomalous image scores higher than a random normal one;
+#   threshold-free, the papers' main metric. 50 % is chance; *below* 50 % means the score ranks normal images
+#   above anomalous ones.
+# * **AP**: area under the precision–recall curve; sensitive to class balance.
+# * **F1, ACC, SEN (sensitivity, recall of anomalies), SPE (specificity, recall of normals)**: at a threshold
+#   chosen on the *validation* split and applied unchanged to the test split.
+#
+# Which threshold? The library's default is **Youden's J** (the validation threshold that maximises
+# SEN + SPE − 1); the **F1-max** threshold is kept beside it as a labelled second column (`F1_f1max`, ...).
+# A threshold that puts (almost) every image in one class is flagged `degenerate`: its F1/ACC/SEN/SPE describe
+# a constant prediction, and the reading tables show them as "—". The conv AE below shows why the default is
+# Youden's J.
 #
 # A four-image example you can check by hand: scores 0.1, 0.4 (normal) and 0.35, 0.8 (anomalous).
 # Three of the four (anomalous, normal) pairs are ordered correctly, so AUROC = 0.75.
 
 # %%
 toy = ScoredSplit(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), "val")
-print(evaluate_scores(toy, ScoredSplit(toy.scores, toy.labels, "test")))
+toy_metrics = evaluate_scores(toy, ScoredSplit(toy.scores, toy.labels, "test"))
+display(pd.DataFrame([{k: toy_metrics[k] for k in ("AUROC", "F1", "SEN", "SPE", "threshold", "threshold_rule",
+                                                   "F1_f1max", "threshold_f1max", "degenerate_f1max")}]).round(3))
 
 # %% [markdown]
 # ## A complete minimal run: a convolutional autoencoder on PneumoniaMNIST
@@ -181,71 +197,98 @@ print(evaluate_scores(toy, ScoredSplit(toy.scores, toy.labels, "test")))
 
 # %%
 results = ResultsTable("00_conv_ae_pneumonia")
-timing, runs = [], {}
-for seed in cfg.seeds:
-    run = run_experiment("conv_ae", pneumonia, config=cfg, seed=seed, method="AE", variant="conv AE, MSE",
-                         table=results, detector_kwargs=dict(latent=cfg.latent, width=cfg.width, steps=cfg.steps,
-                                                             batch_size=cfg.batch_size, eval_every=cfg.eval_every,
-                                                             patience=cfg.patience, progress=False))
-    timing += run.timing
-    runs[seed] = run
-    print(f"seed {seed}: test AUROC {run.metrics['AUROC']:.3f}, validation AUROC {run.metrics['val_AUROC']:.3f} "
-          f"(kept hold-out step {run.detector.history.best_step}, {run.status})")
-print("saved", results.save())
-display(results.frame()[["seed", "AUROC", "AP", "F1", "ACC", "SEN", "SPE", "threshold", "val_AUROC", "status",
-                         "fit_seconds", "data_source", "git_commit"]].round(4))
+ae_kwargs = dict(latent=cfg.latent, width=cfg.width, steps=cfg.steps, batch_size=cfg.batch_size,
+                 eval_every=cfg.eval_every, patience=cfg.patience, progress=False)
+runner = Runs(cfg, detector_for=lambda method: "conv_ae", kwargs_for=lambda method, protocol, **over: ae_kwargs,
+              use_val_in_fit=False)
+runs = {seed: runner.run("AE", pneumonia, seed, results, variant="conv AE, MSE") for seed in cfg.seeds}
+rows, results_csv = results.frame(), results.save()
+first, seed0 = runs[cfg.seeds[0]], cfg.seeds[0]
 
 # %% [markdown]
-# Mean ± std over seeds (in %), next to the number SALAD (Table I) printed for a plain autoencoder on
-# the same ZhangLab test set:
+# The result as a student reads it: test AUROC (mean ± std over seeds, in %), F1/SEN/SPE at the Youden
+# threshold chosen on validation, the number SALAD (Table I) printed for a plain autoencoder on its
+# 234/390 ZhangLab test set, and, where the budget study (`results/budget/budget_rows.csv`) trained the same AE
+# longer, its best rung (chosen by validation AUROC). The note column marks results below or at chance,
+# degenerate thresholds and the MedMNIST-exact test AUROC.
 
 # %%
-ours = results.summary()
-display(mean_pm_std(ours, ["AUROC", "AP", "F1", "ACC", "SEN", "SPE"]))
-display(paper_numbers("SALAD", "Table I"))
-ae_auroc = ours["AUROC_mean"].iloc[0] * 100
-salad_ae = float(paper_numbers("SALAD", "Table I").query("method == 'AE'")["value"].iloc[0])
-print(f"ours: AE AUROC {ae_auroc:.1f} % at {cfg.image_size} px ({cfg.profile.name} profile); SALAD's AE: {salad_ae:.1f} %")
+salad_ae = float(paper_numbers("SALAD", "Table I").query("method == 'AE' and metric == 'AUROC'")["value"].iloc[0])
+budget = best_budget_rows("AE", "pneumonia")
+if len(budget):
+    budget = budget.assign(variant=budget["variant"] + ", " + budget["image_size"].astype(str) + " px")
+ours = rows.assign(variant=f"conv AE, MSE ({cfg.profile.name} profile, {cfg.image_size} px)")
+table = reading_table(pd.concat([ours, budget], ignore_index=True), "AUROC", keys=("method", "variant"),
+                      paper=pd.DataFrame({"method": ["AE"], "paper": [salad_ae]}), extra_metrics=("F1", "SEN", "SPE"))
+show_table(table, caption="Conv AE on the PneumoniaMNIST test split (AUROC in %; paper: SALAD Table I, AE)",
+           source=results_csv);
 
 # %% [markdown]
-# Timing (this machine; images/s of training counts every image passed through a training step):
+# ### Youden's J or F1-max? Both rules on the conv AE
+#
+# Both thresholds are chosen on the validation split only and applied unchanged to the test split. The table
+# gives each seed's test metrics under each rule; the sentences below it are generated from those numbers.
 
 # %%
-timing_frame = pd.DataFrame(timing)
-display(timing_frame)
-print("saved", save_frame(timing_frame, "00_timing", provenance_columns(cfg, pneumonia)))
+show_table(protocol_notes.threshold_rules_table(rows), caption="Both threshold rules on the conv AE (test split, %)")
+say(protocol_notes.class_ratio_note(pneumonia),
+    bullet_list(protocol_notes.threshold_rules_sentences(rows, pneumonia.test.labels)))
+fig = protocol_notes.threshold_rules_figure(first.val, f"conv AE (seed {seed0}): F1 and Youden's J on validation")
+plots.save_figure(fig, "00_threshold_rules")
+
+# %% [markdown]
+# ## The two test sets
+#
+# On the rebuilt 64/128 px files, part of the test normals are Kaggle-only images, not MedMNIST's. How much do
+# they matter? First for this notebook's scores (the conv AE, and two trivial image statistics used as scores),
+# then for every detector whose committed pneumonia rows carry `AUROC_medmnist_exact` (notebooks 02-06 and the
+# budget study). On an official file (the smoke profile's 28 px) both columns agree by construction.
+
+# %%
+test = pneumonia.test
+detail, brightness = fine_detail(test), test.float_images().mean(dim=(1, 2, 3)).numpy()
+scored = {"conv AE": [r.test for r in runs.values()], "fine detail (as a score)": [ScoredSplit.of(detail, test)],
+          "mean brightness (as a score)": [ScoredSplit.of(brightness, test)]}
+show_table(protocol_notes.two_test_sets_table(scored), caption="This notebook's scores on both test sets (AUROC, %)");
+
+# %%
+effect = protocol_notes.masking_effect()
+n_masked = int((~test.medmnist_exact).sum()) if test.medmnist_exact is not None else 0
+show_table(effect, caption="Masking the Kaggle-only test normals: committed pneumonia rows (AUROC, %)")
+say(bullet_list(protocol_notes.masking_sentences(effect, n_masked or None)));
 
 # %% [markdown]
 # ## Figures
 #
-# ROC curve and score histogram of the first seed. The dashed line is the threshold chosen on the
+# ROC curve and score histogram of the first seed. The dashed line is the Youden threshold chosen on the
 # validation split.
 
 # %%
-first = runs[cfg.seeds[0]]
-detector, val, test = first.detector, first.val, first.test
-fig = plots.roc_curves({f"conv AE (seed {cfg.seeds[0]})": (test.labels, test.scores)},
+detector, val = first.detector, first.val
+fig = plots.roc_curves({f"conv AE (seed {seed0})": (first.test.labels, first.test.scores)},
                        title=f"PneumoniaMNIST test, {cfg.image_size} px")
 plots.save_figure(fig, "00_roc_conv_ae")
-fig = plots.score_histogram(test.labels, test.scores, threshold=select_threshold_on_validation(val))
+fig = plots.score_histogram(first.test.labels, first.test.scores, threshold=select_threshold_on_validation(val))
 plots.save_figure(fig, "00_score_histogram_conv_ae")
 fig = plots.training_curves(detector.history, "conv AE on normal chest X-rays")
 plots.save_figure(fig, "00_training_curve_conv_ae")
 
 # %% [markdown]
 # Reconstructions: inputs, reconstructions and the squared residual of normal and pneumonia test images.
-# Watch where the residual is large: mostly at edges and ribs, for both classes.
+# Watch where the residual is large, and whether it differs between the classes.
 
 # %%
 rng = np.random.default_rng(1)
-idx = np.concatenate([rng.choice(np.flatnonzero(pneumonia.test.labels == 0), 5, replace=False),
-                      rng.choice(np.flatnonzero(pneumonia.test.labels == 1), 5, replace=False)])
-examples = pneumonia.test.subset(idx)
+idx = np.concatenate([rng.choice(np.flatnonzero(test.labels == 0), 5, replace=False),
+                      rng.choice(np.flatnonzero(test.labels == 1), 5, replace=False)])
+examples = test.subset(idx)
 scores = detector.score(examples)
 fig = plots.image_grid({"input": examples.images, "reconstruction": detector.reconstruct(examples),
                         "residual²": detector.anomaly_maps(examples)},
                        titles=[f"{'normal' if y == 0 else 'pneum.'} {s:.4f}" for y, s in zip(examples.labels, scores)],
                        heat_rows=("residual²",))
+fig.suptitle(f"conv AE (seed {seed0}): test inputs, reconstructions and squared residuals (title: score)", y=1.02,
+             fontsize=9)
 plots.save_figure(fig, "00_reconstructions_conv_ae")
 
 # %% [markdown]
@@ -253,111 +296,133 @@ plots.save_figure(fig, "00_reconstructions_conv_ae")
 # a chest X-ray normal, pneumonia images would gather apart.
 
 # %%
-sub = pneumonia.test.sample(cfg.max_eval, seed=0)
+sub = test.sample(cfg.max_eval, seed=0)
 fig = plots.embedding_scatter(detector.embed(sub), sub.labels, method="tsne", seed=0,
                               title="t-SNE of conv-AE latent codes (test split)")
 plots.save_figure(fig, "00_tsne_latent_conv_ae")
 
 # %% [markdown]
-# Why would an autoencoder score pneumonia as *more* normal than normal? A diagnostic (not a method,
-# nothing is chosen with it): how well do two trivial image statistics rank the test images, and how
-# strongly does the AE score follow them? Pneumonia X-rays are on average hazier (less fine detail) and
-# smooth images are easy to reconstruct.
+# ## Below chance? What the reconstruction error measures
+#
+# A diagnostic (not a method, nothing is chosen with it): how well does *fine detail* (mean absolute
+# vertical gradient, `adlib.shift.fine_detail`) alone rank the test images, and how closely does the AE
+# score follow it, over all images and within each class? Smooth images are easy to reconstruct.
 
 # %%
-test_images = pneumonia.test.float_images()
-brightness = test_images.mean(dim=(1, 2, 3)).numpy()
-detail = (test_images[..., 1:, :] - test_images[..., :-1, :]).abs().mean(dim=(1, 2, 3)).numpy()
-
-display(pd.DataFrame([
-    {"score": f"conv AE reconstruction error (seed {cfg.seeds[0]})", "test AUROC": auroc(test.labels, test.scores),
-     "Spearman with AE score": 1.0},
-    {"score": "mean brightness", "test AUROC": auroc(test.labels, brightness),
-     "Spearman with AE score": pd.Series(brightness).corr(pd.Series(test.scores), method="spearman")},
-    {"score": "fine detail (mean |vertical gradient|)", "test AUROC": auroc(test.labels, detail),
-     "Spearman with AE score": pd.Series(detail).corr(pd.Series(test.scores), method="spearman")},
-]).round(3))
+diag = detail_diagnostic(first.test.scores, test)
+fig = plots.score_vs_detail(first.test.scores, detail, test.labels,
+                            title=f"conv AE score vs image detail (seed {seed0}, test split)")
+plots.save_figure(fig, "00_score_vs_detail")
+say(bullet_list(protocol_notes.detail_sentences(diag, f"The conv AE score (seed {seed0})")));
 
 # %% [markdown]
 # ## Validation flatters: the train/test shift of PneumoniaMNIST
 #
 # The validation split of PneumoniaMNIST is cut from the same pool of images as the training split; the test
-# split is the ZhangLab test set, collected separately. Every method in this project scores far higher on
-# validation than on test. Is the test set a *different distribution*? Three diagnostics on **normal images
+# split was collected separately. Is the test set a *different distribution*? Diagnostics on **normal images
 # only** (so the disease cannot explain a difference): a logistic regression that tries to tell two groups of
-# normal images apart (cross-validated AUROC: 0.5 = indistinguishable), and the brightness, contrast and
-# sharpness of each group. Nothing is chosen with these numbers.
+# normal images apart (cross-validated AUROC: 0.5 = indistinguishable; the test normals are also split by
+# provenance where the split has Kaggle-only ones), and the brightness, contrast and sharpness of each group.
+# Nothing is chosen with these numbers.
 
 # %%
-groups = {"train normals": pneumonia.train, "val normals": pneumonia.val.normals(),
-          "test normals": pneumonia.test.normals()}
-shift_rows = []
-for a_name, b_name in [("train normals", "val normals"), ("train normals", "test normals"),
-                       ("val normals", "test normals")]:
-    mean, std = domain_classifier_auroc(groups[a_name], groups[b_name], max_images=cfg.shift_max_images, seed=0)
-    shift_rows.append({"group A": a_name, "group B": b_name, "classifier AUROC (A vs B)": round(mean, 3),
-                       "± (5 folds)": round(std, 3)})
-shift = pd.DataFrame(shift_rows)
-display(shift)
-stats = pd.concat([image_statistics(g, name) for name, g in
-                   {**groups, "test pneumonia": pneumonia.test.anomalies()}.items()], ignore_index=True)
-stats_summary = stats.groupby("group", sort=False).agg(["mean", "std"]).round(4)
-display(stats_summary)
-print("saved", save_frame(shift, "00_train_test_shift", provenance_columns(cfg, pneumonia)))
-fig, axes = plots.plt.subplots(1, 3, figsize=(12, 3.2))
-for ax, column in zip(axes, ["brightness", "contrast", "sharpness"]):
-    plots.sns.kdeplot(data=stats, x=column, hue="group", common_norm=False, ax=ax, fill=True, alpha=0.15)
-fig.suptitle("Normal images of train, val and test, and the test pneumonia images")
-fig.tight_layout()
+groups = protocol_notes.shift_groups(pneumonia)
+shift = protocol_notes.shift_table(groups, cfg.shift_max_images)
+shift_csv = save_frame(shift, "00_train_test_shift", provenance_columns(cfg, pneumonia))
+show_table(shift, caption="Can a classifier tell two groups of normal images apart?", source=shift_csv)
+stats = pd.concat([image_statistics(g, name) for name, g in {**groups, "test pneumonia": test.anomalies()}.items()],
+                  ignore_index=True)
+display(stats.groupby("group", sort=False).agg(["mean", "std"]).round(4))
+fig = protocol_notes.shift_figure(stats, "Image statistics of the normal images of each part, and the test pneumonia")
 plots.save_figure(fig, "00_train_test_shift")
-
-# %%
-aurocs = results.frame()
-val_mean, test_mean = aurocs["val_AUROC"].mean() * 100, aurocs["AUROC"].mean() * 100
-tv, tt, vt = (shift["classifier AUROC (A vs B)"].iloc[i] for i in range(3))
-sharp = stats.groupby("group")["sharpness"].mean()
-print(f"A classifier tells train normals from val normals with AUROC {tv:.2f}, and train normals from test normals "
-      f"with AUROC {tt:.2f} (val vs test: {vt:.2f}). "
-      + ("The test normals are a visibly different population: " if tt > tv + 0.1 else
-         "The two comparisons are similar: the shift is not obvious at the pixel level; ")
-      + f"mean sharpness {sharp['train normals']:.4f} (train), {sharp['val normals']:.4f} (val), "
-      f"{sharp['test normals']:.4f} (test), {sharp['test pneumonia']:.4f} (test pneumonia). "
-      f"For the conv AE this means validation AUROC {val_mean:.1f} % vs test AUROC {test_mean:.1f} %.")
+say(bullet_list(protocol_notes.shift_sentences(shift, stats, rows)));
 
 # %% [markdown]
 # ## Discussion
+#
+# Generated from this run's rows (`adlib.protocol_notes.conclusions`, with the rules of `adlib.verdicts`):
 
 # %%
-s0 = results.frame()
-mean_auc, std_auc = s0["AUROC"].mean() * 100, s0["AUROC"].std(ddof=1) * 100 if len(s0) > 1 else 0.0
-sen, spe = s0["SEN"].mean(), s0["SPE"].mean()
-if mean_auc < 47:
-    verdict = "below chance: pneumonia images are reconstructed *better* than normal ones"
-elif mean_auc <= 53:
-    verdict = "at chance level"
-else:
-    verdict = "above chance, but far from useful" if mean_auc < 70 else "clearly above chance"
-print(f"- The conv AE reached {mean_auc:.1f} ± {std_auc:.1f} % test AUROC ({cfg.profile.name} profile, "
-      f"{cfg.image_size} px, {len(cfg.seeds)} seed(s)): {verdict}. SALAD printed {salad_ae:.1f} % for its AE on the "
-      f"same test images; the difference is {mean_auc - salad_ae:+.1f} points (another architecture, image size "
-      "and training length; we stop early on normals only).")
-print(f"- At the threshold chosen on validation (max F1 there), the test split gets SEN {sen:.2f} and SPE {spe:.2f} "
-      "on average" + (": the threshold calls almost every test image anomalous. The validation split has 135 "
-                      "normal and 389 pneumonia images, so on it, calling everything anomalous already gives "
-                      f"F1 = {2 * 389 / (2 * 389 + 135):.2f}; a score that barely separates the classes makes the "
-                      "F1-optimal threshold drop below every score." if spe < 0.1 else "."))
-print(f"- Validation AUROC {val_mean:.1f} % vs test AUROC {test_mean:.1f} %: choices made on validation "
-      "(threshold, early stopping) are made on a population closer to the training images than the test set is.")
-print(f"Notebook wall time: {time.perf_counter() - notebook_start:.0f} s")
+say(bullet_list(protocol_notes.conclusions(rows, salad_ae, test.labels, budget)));
 
 # %% [markdown]
-# What to take from this run:
+# What to take from this notebook, whatever the numbers of a given run:
 #
-# * Pixel reconstruction error is a weak anomaly score for chest X-rays: pneumonia shows up as diffuse,
-#   low-contrast opacity, while the MSE of an autoencoder is dominated by edges, ribs and overall brightness,
-#   which vary more between patients than between normal and pneumonia (the table above shows how closely the
-#   AE score follows image detail).
-# * This is the starting point the papers improve on: DPA (notebook 02) replaces pixels by *perceptual*
+# * A threshold is part of the result. Choose it on validation with a rule that cannot collapse to "everything
+#   anomalous" when the validation split is mostly anomalous, and never read F1/ACC from a degenerate one.
+# * Say which test set a number is on. The rebuilt 64/128 px files share most, not all, of MedMNIST's test
+#   images; the MedMNIST-exact column is the one to put beside MedMNIST papers.
+# * An AUROC below 50 % is information: the score ranks the classes the wrong way round. The detail diagnostic
+#   shows what such a score measures instead.
+# * Validation numbers are made on a population closer to the training images than the test set is; report
+#   both. This is the starting point the papers improve on: DPA (notebook 02) replaces pixels by *perceptual*
 #   features; WSCXR (notebook 06) scores patch features and uses a few labelled anomalies.
-# * Thresholded metrics depend on the split the threshold was chosen on; AUROC does not. Where validation and
-#   test differ in class balance and in image statistics (above), report both and read SEN/SPE with care.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise has a short solution cell below it (collapsed in Jupyter); it reuses the objects above and runs
+# in seconds.
+#
+# **1. The class ratio and F1-max.** Predict: if the validation split were balanced (as many pneumonia images as
+# normal ones), would the F1-max threshold still call every test image anomalous? Subsample the validation scores
+# to a balanced set and compare both rules.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+v = first.val
+normal_idx, anomalous_idx = np.flatnonzero(v.labels == 0), np.flatnonzero(v.labels == 1)
+n = min(len(normal_idx), len(anomalous_idx))
+keep = np.concatenate([np.random.default_rng(0).choice(normal_idx, n, replace=False),
+                       np.random.default_rng(0).choice(anomalous_idx, n, replace=False)])
+balanced = ScoredSplit(v.scores[keep], v.labels[keep], "val")
+for rule in ("youden", "f1max"):
+    t = select_threshold_on_validation(balanced, rule)
+    m = {k: round(x, 3) for k, x in metrics_at_threshold(first.test, t).items()}
+    print(f"{rule}: {m}, degenerate: {is_degenerate(first.test, t)}")
+
+# %% [markdown]
+# **2. Flip the score?** The conv AE may rank pneumonia *below* normal images on test. Its negated score then has
+# test AUROC 1 − AUROC. May we report the negated score as our detector? Which split is allowed to decide the
+# sign, and what does it say here?
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+for sign in (+1, -1):
+    print(f"sign {sign:+d}: validation AUROC {auroc(first.val.labels, sign * first.val.scores):.3f}, "
+          f"test AUROC {auroc(first.test.labels, sign * first.test.scores):.3f}")
+# Only validation may choose the sign; the test AUROC of the flipped score is not a result if test chose it.
+
+# %% [markdown]
+# **3. The Kaggle-only normals.** At the Youden threshold, what share of the Kaggle-only test normals does the AE
+# call anomalous, and what share of the MedMNIST-exact test normals? (On an official file there are none.)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+called = first.test.scores >= select_threshold_on_validation(first.val)
+exact = first.test.medmnist_exact if first.test.medmnist_exact is not None else np.ones(len(called), bool)
+for name, chosen in (("MedMNIST-exact normals", (first.test.labels == 0) & exact),
+                     ("Kaggle-only normals", (first.test.labels == 0) & ~exact)):
+    print(name, int(chosen.sum()), f"{called[chosen].mean():.0%} called anomalous" if chosen.any() else "(none here)")
+
+# %% [markdown]
+# **4. A detector with no training.** Use *smoothness* (fine detail, with the sign chosen on validation) as an
+# anomaly score and evaluate it like any detector. Predict its validation and test AUROC first. Is it a pneumonia
+# detector, or something a shift in image sharpness would break?
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+sign = -1 if auroc(pneumonia.val.labels, fine_detail(pneumonia.val)) < 0.5 else 1  # chosen on validation
+m = evaluate_scores(ScoredSplit.of(sign * fine_detail(pneumonia.val), pneumonia.val),
+                    ScoredSplit.of(sign * detail, test))
+print(f"sign {sign:+d}:", {k: round(float(m[k]), 3) for k in ("val_AUROC", "AUROC", "AUROC_medmnist_exact", "F1",
+                                                               "SEN", "SPE") if k in m}, "degenerate:", m["degenerate"])
+
+# %% [markdown]
+# ## Timing, and where the outputs went
+#
+# This machine; images/s of training counts every image passed through a training step.
+
+# %%
+timing = runner.timing_frame()
+timing_csv = save_frame(timing, "00_timing", provenance_columns(cfg, pneumonia))
+show_table(timing[["stage", "method", "seed", "seconds", "images", "images_per_s", "peak_memory_MB"]],
+           caption="Conv AE: training and scoring time", source=timing_csv)
+print(f"Figures: {relative_to_project(figures_dir())}/00_*.png; results: {relative_to_project(results_dir())}/00_*.csv")
+print(f"Notebook wall time: {time.perf_counter() - notebook_start:.0f} s")

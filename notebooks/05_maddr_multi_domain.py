@@ -26,9 +26,11 @@
 #
 # We rebuild both tables on the project's three MedMNIST sets, with the project's rules: training on normal images
 # only, every choice (checkpoint, score weight, threshold) on the validation split, the test split scored once.
+# A result is "better" only beyond the seed spread and the test-image confidence intervals (`adlib.verdicts`).
 #
-# Sections: setup · parameters · the method (Eqs. 1-4) · data · Table 1 · Table 2 (ablation) · figures · timing ·
-# discussion.
+# Sections: setup · parameters · the method (Eqs. 1-4) · data · Table 1 and the claim · the training budget ·
+# Table 2 (ablation) · figures (latent codes; the heads: why one scores below the most frequent class; loss
+# terms) · conclusions · where we differ · exercises · timing · outputs.
 
 # %% [markdown]
 # ## Setup
@@ -36,26 +38,23 @@
 # %%
 import time
 
-import numpy as np
-import pandas as pd
 import torch
-from IPython.display import display
 
 from adlib import plots
 from adlib.config import load_run_config
 from adlib.data import make_protocol
-from adlib.detectors import available, create, latent_detectors
-from adlib.experiment import provenance_columns, run_experiment
-from adlib.methods.maddr import MADDR
-from adlib.metrics import all_anomalous_baseline
-from adlib.methods.maddr.experiments import (auroc_bars, cap, embedding_panels, head_confusions, joint_protocol,
-                                             latent_codes, loss_terms, paper_beside, paper_numbers_maddr,
-                                             per_dataset_rows)
-from adlib.results import ResultsTable, mean_pm_std, save_frame
+from adlib.experiment import provenance_columns
+from adlib.methods.maddr import conclusions as concl
+from adlib.methods.maddr.experiments import (MaddrRuns, auroc_bars, cap, data_table, embedding_panels,
+                                             head_confusions, head_report, head_training_curves, joint_protocol,
+                                             latent_codes, loss_terms, profile_text, timing_summary,
+                                             wrappable_methods)
+from adlib.notebook import budget_rows, bullet_list, say, show_table
+from adlib.paths import figures_dir, relative_to_project
+from adlib.results import ResultsTable, save_frame
 from adlib.training import choose_device
 
 notebook_start = time.perf_counter()
-pd.set_option("display.width", 180, "display.max_columns", 30)
 
 # %% tags=["parameters"]
 profile = None  # smoke, cpu or paper (None: $ADLIB_PROFILE, else paper on a GPU and cpu without)
@@ -65,40 +64,9 @@ profile = None  # smoke, cpu or paper (None: $ADLIB_PROFILE, else paper on a GPU
 cfg = load_run_config("05_maddr_multi_domain", profile)
 PROFILE = cfg.profile.name
 device = choose_device()
-print(cfg.summary())
-print(f"device: {device}; torch threads: {torch.get_num_threads()}")
-
-# The method list comes from the configuration; a baseline whose detector is not registered here, or does not
-# declare a latent code, is reported and left out (MemAE and f-AnoGAN join by adding them to `methods`).
-METHODS = {}
-for m in cfg["methods"]:
-    spec = cfg["detectors"][m]
-    if spec["detector"] not in available():
-        print(f"{m}: detector {spec['detector']!r} is not registered; left out")
-    elif spec["detector"] not in latent_detectors():
-        print(f"{m}: detector {spec['detector']!r} declares no latent code, MADDR cannot wrap it; left out")
-    else:
-        METHODS[m] = spec
-print("baselines:", list(METHODS), "| every detector MADDR can wrap here:", latent_detectors())
-N_DATA = len(cfg["datasets"])
-STEPS = int(cfg["steps"])
-JOINT_STEPS = STEPS * N_DATA
-
-
-def base_kwargs(method: str, steps: int, **over) -> dict:
-    spec = METHODS[method]
-    kw = {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec["kwargs"].items()}
-    kw.update({key: steps for key in spec["step_keys"]}, **over)
-    return kw
-
-
-# %% [markdown]
-# **What the cpu profile cuts** (the paper profile runs the closest protocol our data allow, on a GPU). Images are
-# 32 px (paper 224, authors' code 64), at most 300 training normals per dataset, 60 training steps of batch 32 per
-# dataset (180 for a model trained on all three: the same number of passes over every image), network widths 16
-# instead of 64, three seeds for Table 1 and **one seed for the ablation (Table 2)** (the cell above prints the
-# exact sizes of the profile that ran). This budget is a small fraction of the paper's training: the numbers
-# say how the variants compare early in training, not what they reach.
+print(f"profile {PROFILE}; device: {device}; torch threads: {torch.get_num_threads()}")
+METHODS, left_out = wrappable_methods(cfg)
+print("\n".join(left_out) or f"baselines: {', '.join(METHODS)}")
 
 # %% [markdown]
 # ## The method
@@ -119,10 +87,10 @@ def base_kwargs(method: str, steps: int, **over) -> dict:
 # wrapper (`adlib.methods.maddr.MADDR`) reaches a baseline only through the detector registry and a small latent
 # declaration in the detector base class (`Detector.latent_phase`, `emit_latent`, `with_latent_hook`): a
 # detector states which training phase computes $z$, and the wrapper adds its terms to that phase. DPA declares
-# its bottleneck, GANomaly its generator's bottleneck $G_E(x)$. DPA runs with a 128-number latent under MADDR
-# and in its per-dataset rows (the paper raises it from 16, Table 2 rows 1-2). MemAE declares its encoder's code
-# (before the memory), f-AnoGAN its encoder's $z = E(x)$: the MADDR terms and mixup act in its second (izi_f)
-# stage, the WGAN stage before it is the baseline's own.
+# its bottleneck (a 128-number latent under MADDR and in its per-dataset rows; the paper raises it from 16, Table 2
+# rows 1-2), GANomaly its generator's bottleneck $G_E(x)$, MemAE its encoder's code (before the memory), f-AnoGAN
+# its encoder's $z = E(x)$: the MADDR terms and mixup act in its second (izi_f) stage, the WGAN stage before it is
+# the baseline's own.
 #
 # **We differ from the authors' code on purpose:** their code feeds the *modality* label to both heads (the organ
 # labels are overwritten in place), so its organ head never sees organ labels. Here each head is trained on its
@@ -138,98 +106,65 @@ def base_kwargs(method: str, steps: int, **over) -> dict:
 # partition - unlike the paper's LiTS (liver, CT), Lung-CT (lung, CT) and Lung-X-rays (lung, X-ray), where the two
 # partitions differ. No fourth domain that crosses organ or modality can be built honestly from the data we have
 # (the only other image set is CIFAR-10). The ablation is therefore designed so that each row still tests
-# something on one partition: one head vs two heads (is a second head on the same labels more than a duplicate?),
-# heads on the whole $z$ vs on their own parts (feature disentanglement), the centre on $z$ vs on $z_c$, and mixup
-# on vs off.
+# something on one partition: one head vs two heads, heads on the whole $z$ vs on their own parts (feature
+# disentanglement), the centre on $z$ vs on $z_c$, and mixup on vs off.
+#
+# PneumoniaMNIST's test split is rebuilt from the original images (the ZhangLab / Kaggle test set): all but 67
+# Kaggle-only normals are MedMNIST's own test images. The tables' note gives the AUROC on the MedMNIST-exact
+# images beside the full test AUROC.
 
 # %%
 parts = [cap(make_protocol(name, size=cfg["image_size"], channels=cfg["channels"], max_train=cfg.get("max_train"),
                            seed=0), cfg.get("val_cap"), cfg.get("test_cap")) for name in cfg["datasets"]]
 joint = joint_protocol(parts)
-display(pd.DataFrame([{"dataset": p.dataset, "organ": p.train.domains["organ"][0],
-                       "modality": p.train.domains["modality"][0], "train normals": len(p.train),
-                       "val (normal/anomalous)": f"{p.val.counts()['normal']}/{p.val.counts()['anomalous']}",
-                       "test (normal/anomalous)": f"{p.test.counts()['normal']}/{p.test.counts()['anomalous']}",
-                       "source": p.data_source()} for p in parts]))
-print(f"all datasets: {len(joint.train)} training normals, {joint.train.size} px, {joint.train.channels} channels")
+runs = MaddrRuns(cfg, parts, joint, METHODS)
+show_table(data_table(parts), caption="The three datasets (training normals after the profile's cap)")
+say(profile_text(cfg, runs));
 
 # %% [markdown]
-# One helper runs a model through the project's experiment runner: fit on the training normals (the validation
-# split is passed for the baselines that choose a checkpoint on it), score validation and test, threshold on
-# validation (F1-optimal), result rows with provenance. A model trained on all datasets is evaluated on each
+# `MaddrRuns` runs every model through the project's experiment runner: fit on the training normals (the
+# validation split is passed for the baselines that choose a checkpoint on it), score validation and test,
+# threshold on validation, result rows with provenance. A model trained on all datasets is evaluated on each
 # dataset separately, with that dataset's own validation threshold.
-
-# %%
-timing = []
-MIX = dict(category_dims=cfg["category_dims"], mixup_alpha=cfg["mixup_alpha"], mixup_prob=cfg["mixup_prob"],
-           lambdas=tuple(cfg["lambdas"]), focal_alpha=cfg["focal"]["alpha"], focal_gamma=cfg["focal"]["gamma"])
-
-
-def maddr_factory(method: str, seed: int, **options):
-    kw = {**MIX, "mixup_from": int(cfg["mixup_start"] * JOINT_STEPS), **options}
-    return lambda: MADDR(METHODS[method]["detector"], base_kwargs(method, JOINT_STEPS), seed=seed, progress=False, **kw)
-
-
-def run_single(method, protocol, seed, table, variant="per dataset", **over):
-    det = create(METHODS[method]["detector"], seed=seed, progress=False, **base_kwargs(method, STEPS, **over))
-    result = run_experiment(det, protocol, config=cfg, seed=seed, method=method, table=table, variant=variant,
-                            use_val_in_fit=True, dataset=protocol.dataset, steps=STEPS, trained_on=protocol.dataset)
-    timing.extend(dict(t, dataset=protocol.dataset) for t in result.timing)
-    return result
-
-
-def run_joint(method, seed, table, variant, factory):
-    result = run_experiment(factory, joint, config=cfg, seed=seed, method=method, table=None, variant=variant,
-                            use_val_in_fit=True)
-    timing.extend(dict(t, dataset="all") for t in result.timing)
-    per_dataset_rows(result, joint, table=table, config=cfg, method=method, seed=seed, variant=variant,
-                     steps=JOINT_STEPS)
-    return result
-
-
-# %% [markdown]
+#
 # ## Table 1 · each baseline per dataset vs once on all datasets under MADDR
 
 # %%
 table1 = ResultsTable("05_table1_per_dataset_vs_maddr")
-runs = {}
-for method in METHODS:
-    for seed in cfg["seeds"]:
-        for prot in parts:
-            runs[(method, prot.dataset, seed)] = run_single(method, prot, seed, table1)
-        runs[(f"MADDR + {method}", "all", seed)] = run_joint(f"MADDR + {method}", seed, table1, "all datasets",
-                                                             maddr_factory(method, seed))
+runs.table1(table1)
 saved = [table1.save()]
-
-# %%
-METRICS = ["ACC", "F1", "AUROC"]
 t1 = table1.frame()
-s1 = table1.summary(METRICS)
-order = [m for method in METHODS for m in (method, f"MADDR + {method}")]
-shown = mean_pm_std(s1, METRICS)[["dataset", "method", "n_seeds", *METRICS]]
-for metric in METRICS:  # the paper's number for the nearest dataset, beside ours
-    shown[f"paper {metric}"] = [
-        "" if np.isnan(paper_beside(d, m, metric)[1]) else
-        f"{paper_beside(d, m, metric)[1]:.1f}" + (f" ± {paper_beside(d, m, metric)[2]:.1f}"
-                                                    if np.isfinite(paper_beside(d, m, metric)[2]) else "")
-        for d, m in zip(shown["dataset"], shown["method"])]
-shown["paper dataset"] = [paper_beside(d, m, "AUROC")[0] for d, m in zip(shown["dataset"], shown["method"])]
-shown["weights"] = shown["method"].map(t1.groupby("method")["weights"].first())  # pretrained weights, if any
-shown["method"] = pd.Categorical(shown["method"], order)
-display(shown.sort_values(["dataset", "method"]).reset_index(drop=True))
-for prot in parts:  # ACC / F1 at this level mean the validation threshold flags (almost) every image
-    floor = all_anomalous_baseline(prot.test.labels)
-    print(f"{prot.dataset}: calling every test image anomalous gives ACC {100 * floor['ACC']:.1f}, "
-          f"F1 {100 * floor['F1']:.1f}")
-
-# %% [markdown]
-# Ours in percent (mean ± std over seeds; ACC and F1 at the threshold of best validation F1). The paper's columns
-# are its Table 1 for the dataset of the same organ and modality (PneumoniaMNIST: Lung-X-rays); BreastMNIST and
-# RetinaMNIST have no counterpart in the paper, and get the mean of its three datasets (no std) for scale only.
+budget = budget_rows()
+for d in cfg["datasets"]:
+    shown = concl.table1_reading(t1, d, METHODS, budget if d == "pneumonia" else None)
+    show_table(shown, caption=concl.table1_caption(t1, d, budget_shown=shown["method"].str.contains("budget").any()),
+               source=saved[0])
 
 # %%
+order = [m for method in METHODS for m in (method, f"MADDR + {method}")]
 fig = auroc_bars(t1, order, f"test AUROC per dataset: per-dataset baselines vs MADDR on all ({PROFILE})")
 plots.save_figure(fig, "05_table1_auroc")
+
+# %% [markdown]
+# **The claim, pair by pair.** For each baseline and dataset, MADDR on all datasets against the baseline trained
+# on that dataset alone (`verdicts.compare`: "better" needs a difference beyond the seed spread and
+# non-overlapping test-image CIs; two models below chance are not ranked).
+
+# %%
+claims = concl.maddr_claims(t1, METHODS, cfg["datasets"])
+show_table(concl.claims_table(claims), caption="MADDR vs its base detector (test AUROC, %)", source=saved[0])
+say(concl.claim_summary(claims, len(cfg["seeds"])));
+
+# %% [markdown]
+# ## The training budget
+#
+# The budget study (notebook 08, `results/budget/`) trains the baselines on PneumoniaMNIST at 64 px at a ladder of
+# budgets; the pneumonia table above shows each baseline's best rung (chosen on validation AUROC) beside our cpu
+# row. Does the claim hold once the baselines are trained longer?
+
+# %%
+budget_text = concl.budget_sentence(METHODS, "pneumonia", budget)
+say(budget_text);
 
 # %% [markdown]
 # ## Table 2 · ablation of MADDR + DPA
@@ -253,54 +188,17 @@ plots.save_figure(fig, "05_table1_auroc")
 # paper does not say, we leave it off there.
 
 # %%
-NOFD = dict(disentangle=False, mixup=False)
-ABLATION = {  # variant -> (paper row, MADDR options; None = the plain baseline on all datasets)
-    "3 all datasets, no constraints": ("3", None),
-    "4/7 organ head on z": ("4/7", dict(heads=("organ",), centre=None, **NOFD)),
-    "5/8 organ head + centre on z": ("5/8", dict(heads=("organ",), centre="z", **NOFD)),
-    "10 two heads on z": ("10", dict(centre=None, **NOFD)),
-    "11 two heads + centre on z": ("11", dict(centre="z", **NOFD)),
-    "6/9 MADDR, one head": ("6/9", dict(heads=("organ",))),
-    "ours: MADDR, centre on z": ("-", dict(centre="z")),
-    "ours: MADDR without mixup": ("-", dict(mixup=False)),
-}
 table2 = ResultsTable("05_table2_ablation_maddr_dpa")
-have_dpa = cfg["table2"] and "DPA" in METHODS
+have_dpa = runs.table2(table2, table1)
+t2 = table2.frame() if have_dpa else None
 if have_dpa:
-    for seed in cfg["table2_seeds"]:
-        for prot in parts:
-            run_single("DPA", prot, seed, table2, variant="1 single dataset, latent 16", latent=16)
-        for variant, (row, options) in ABLATION.items():
-            if options is None:
-                factory = lambda: create("dpa", seed=seed, progress=False, **base_kwargs("DPA", JOINT_STEPS))  # noqa: E731
-            else:
-                factory = maddr_factory("DPA", seed, **options)
-            runs[("DPA ablation", variant, seed)] = run_joint("DPA", seed, table2, variant, factory)
-    # rows 2 and 12 are Table 1's DPA and MADDR + DPA runs
-    for row in table1.rows:
-        if row["method"] in ("DPA", "MADDR + DPA") and row["seed"] in cfg["table2_seeds"]:
-            table2.add_row({**row, "method": "DPA", "variant": "2 single dataset, latent 128" if row["method"] == "DPA"
-                            else "12 MADDR"})
     saved.append(table2.save())
-
-# %%
-if have_dpa:
-    s2 = table2.summary(["AUROC"])
-    rows2 = ["1 single dataset, latent 16", "2 single dataset, latent 128", *ABLATION, "12 MADDR"]
-    ours2 = (mean_pm_std(s2, ["AUROC"]).pivot_table(index="variant", columns="dataset", values="AUROC", aggfunc="first")
-             .reindex(rows2)[list(cfg["datasets"])])
-    p2 = paper_numbers_maddr("Table 2")
-    printed2 = p2.assign(v=p2["mean"].map("{:.2f}".format) + " ± " + p2["std"].map("{:.2f}".format)).pivot_table(
-        index="row", columns="dataset", values="v", aggfunc="first")
-    printed2.index = printed2.index.astype(int).astype(str)
-    paper_row = {"1 single dataset, latent 16": "1", "2 single dataset, latent 128": "2", "12 MADDR": "12",
-                 **{v: r for v, (r, _) in ABLATION.items()}}
-    for d in ("LiTS", "Lung-CT", "Lung-X-rays"):
-        ours2[f"paper {d}"] = [", ".join(printed2.loc[r, d] for r in paper_row[v].split("/")
-                                         if r in printed2.index and isinstance(printed2.loc[r, d], str)) or ""
-                               for v in ours2.index]
-    print(f"test AUROC (%), mean ± std over {len(cfg['table2_seeds'])} seed(s); the paper's rows beside")
-    display(ours2)
+    show_table(concl.table2_pivot(t2, cfg["datasets"]), source=saved[-1],
+               caption=f"Table 2: test AUROC (%), {t2['seed'].nunique()} seed(s), ours per dataset; the paper's rows "
+                       "(mean ± std over its seeds) beside")
+    steps2 = concl.ablation_steps(t2, cfg["datasets"])
+    show_table(steps2, caption="Each ablation step: test AUROC difference (points) and verdict per dataset")
+    say(concl.ablation_summary(steps2, t2, cfg["datasets"]));
 
 # %% [markdown]
 # ## Figures
@@ -314,140 +212,141 @@ if have_dpa:
 seed0 = cfg["seeds"][0]
 sub = joint.test.sample(cfg["tsne_points"], seed=0)
 projections = ["tsne", "umap"] if cfg["umap"] else ["tsne"]
+codes = {}
 if have_dpa and seed0 in cfg["table2_seeds"]:
-    codes = {"DPA on all, no MADDR (z)": latent_codes(runs[("DPA ablation", "3 all datasets, no constraints", seed0)]
-                                                      .detector, sub),
-             "MADDR + DPA (z_c)": latent_codes(runs[("MADDR + DPA", "all", seed0)].detector, sub)}
+    codes = {"DPA on all, no MADDR (z)": latent_codes(runs.results[("DPA ablation", "3 all datasets, no constraints",
+                                                                    seed0)].detector, sub),
+             "MADDR + DPA (z_c)": latent_codes(runs.model("DPA", seed0), sub)}
     for how in projections:
         fig = embedding_panels(codes, sub, how, seed=0, title=f"{how.upper()} of DPA latent codes, test images")
         plots.save_figure(fig, f"05_{how}_latent_dpa")
 for method in METHODS:
-    model = runs[(f"MADDR + {method}", "all", seed0)].detector
-    fig = embedding_panels({f"MADDR + {method} (z_c)": latent_codes(model, sub)}, sub, "tsne", seed=0)
+    fig = embedding_panels({f"MADDR + {method} (z_c)": latent_codes(runs.model(method, seed0), sub)}, sub, "tsne",
+                           seed=0)
     plots.save_figure(fig, f"05_tsne_latent_maddr_{METHODS[method]['detector']}")
 
 # %% [markdown]
-# **The heads** on test images (rows: true, columns: predicted). Organ and modality coincide here, so the two
-# matrices have the same rows; a head that separates the datasets shows a diagonal.
+# **The heads.** How well does each head name the dataset of a test image with the weights the checkpoint kept?
+# The table compares its accuracy with always guessing the most frequent class, with the same weights run on each
+# batch's own normalisation statistics (as in training), and with its logged training accuracy at the kept step
+# and at the end. The confusion matrices (rows: true label, columns: predicted, in the head's own class order)
+# and the training curves show where the numbers come from.
 
 # %%
-for method in METHODS:
-    model = runs[(f"MADDR + {method}", "all", seed0)].detector
+models = {m: runs.model(m, seed0) for m in METHODS}
+heads = head_report(models, joint.test)
+saved.append(save_frame(heads, "05_heads_diagnostics", provenance_columns(cfg)))
+show_table(concl.head_table(heads), caption=f"The heads on the test images (seed {seed0})", source=saved[-1])
+for method, model in models.items():
     plots.save_figure(head_confusions(model, joint.test, f"MADDR + {method}, test images (seed {seed0})"),
                       f"05_heads_confusion_{METHODS[method]['detector']}")
+plots.save_figure(head_training_curves(models, heads), "05_heads_training_accuracy")
+say(bullet_list(concl.head_sentences(heads)));
 
 # %% [markdown]
 # **The loss terms of Eq. 1 over training** (seed 0; grey: per step, blue: moving average; red: mixup starts).
 
 # %%
-for method in METHODS:
-    model = runs[(f"MADDR + {method}", "all", seed0)].detector
+for method, model in models.items():
     fig = loss_terms(model.history, model.base.latent_phase, f"MADDR + {method}: terms of Eq. 1",
                      mixup_from=model.hook.mixup_from)
     plots.save_figure(fig, f"05_loss_terms_{METHODS[method]['detector']}")
 
 # %% [markdown]
-# ## Timing
+# ## Conclusions
 #
-# Wall time of every fit and of scoring validation + test (this machine, threads as printed above), and the
-# training throughput.
+# Generated from this run's tables (`adlib.methods.maddr.conclusions`, verdicts by `adlib.verdicts`).
 
 # %%
-timing_frame = pd.DataFrame(timing)
-display(timing_frame.groupby(["method", "variant", "dataset", "stage"])[["seconds", "images", "images_per_s"]]
-        .mean().round(1))
-saved.append(save_frame(timing_frame, "05_timing", provenance_columns(cfg)))
-print("saved:", saved)
-
-# %% [markdown]
-# ## Discussion
-#
-# The sentences below are computed from this run's numbers.
-
-# %%
-lines = [f"Profile {PROFILE}: {N_DATA} datasets at {cfg['image_size']} px, {STEPS} steps per dataset "
-         f"({JOINT_STEPS} on all), {len(cfg['seeds'])} seed(s) for Table 1, {len(cfg['table2_seeds'])} for Table 2."]
-mean1 = t1.groupby(["method", "dataset"])[METRICS].mean()
-std1 = t1.groupby(["method", "dataset"])[METRICS].std()
-wins, clear_wins, total = 0, 0, 0
-printed1 = paper_numbers_maddr("Table 1").query("metric == 'AUROC'").set_index(["dataset", "method"])["mean"]
-paper_pairs = [(d, m) for d, m in printed1.index if not m.startswith("MADDR")]
-paper_wins = sum(printed1[(d, f"MADDR + {m}")] > printed1[(d, m)] for d, m in paper_pairs)
-for method in METHODS:
-    for d in cfg["datasets"]:
-        single, joint_ = mean1.loc[(method, d)], mean1.loc[(f"MADDR + {method}", d)]
-        gap = joint_["AUROC"] - single["AUROC"]
-        noise = pd.Series([std1.loc[(method, d), "AUROC"], std1.loc[(f"MADDR + {method}", d), "AUROC"]]).max()
-        wins += int(gap > 0)
-        clear_wins += int(gap > noise) if len(cfg["seeds"]) > 1 else 0
-        total += 1
-        judged = ("one seed, no spread to judge it by" if len(cfg["seeds"]) < 2 else
-                  "within one seed standard deviation" if abs(gap) <= noise else "beyond one seed standard deviation")
-        paper = paper_beside(d, method, "AUROC"), paper_beside(d, f"MADDR + {method}", "AUROC")
-        ref = (f"; the paper on {paper[0][0]}: {paper[0][1]:.1f} -> {paper[1][1]:.1f}" if paper[0][0] and
-               np.isfinite(paper[0][1]) and paper[0][0] == "Lung-X-rays" else "")
-        lines.append(f"{d}, {method}: test AUROC {100 * single['AUROC']:.1f} per dataset vs "
-                     f"{100 * joint_['AUROC']:.1f} under MADDR on all datasets ({100 * gap:+.1f}, {judged}); "
-                     f"F1 {100 * single['F1']:.1f} vs {100 * joint_['F1']:.1f}{ref}.")
-lines.append(f"One model under MADDR {'beats' if wins > total / 2 else 'does not beat'} the per-dataset models in "
-             f"most cases: higher test AUROC in {wins} of {total} (baseline, dataset) pairs"
-             + (f", {clear_wins} of them by more than one seed standard deviation" if len(cfg["seeds"]) > 1 else
-                ", one seed each, so no pair is judged against seed noise")
-             + f" (the paper's Table 1: {paper_wins} of {len(paper_pairs)}).")
-if have_dpa:
-    m2 = table2.frame().groupby("variant")["AUROC"].mean()
-
-    # a difference smaller than the seed spread of Table 1's DPA rows (averaged over datasets) is not judged
-    tie = float(std1.xs("DPA", level="method")["AUROC"].mean()) if len(cfg["seeds"]) > 1 else float("nan")
-    lines.append(f"Table 2 runs {len(cfg['table2_seeds'])} seed(s); its differences are judged against the seed "
-                 f"spread of Table 1's DPA rows ({100 * tie:.1f} points)." if np.isfinite(tie) else
-                 "Table 1 has one seed, so Table 2's differences cannot be judged against seed noise.")
-
-    def compare(a, b, what):
-        if a in m2 and b in m2:
-            d = m2[b] - m2[a]
-            verdict = ("cannot be judged against seed noise (one seed)" if not np.isfinite(tie) else
-                       "is within seed noise" if abs(d) <= tie else "helps" if d > 0 else "hurts")
-            lines.append(f"{what}: mean test AUROC over the datasets {100 * m2[a]:.1f} -> {100 * m2[b]:.1f} "
-                         f"({100 * d:+.1f}), so it {verdict} here.")
-
-    compare("2 single dataset, latent 128", "3 all datasets, no constraints", "Pooling the datasets without constraints "
-            "(row 2 -> 3; the paper: slightly worse)")
-    compare("1 single dataset, latent 16", "2 single dataset, latent 128", "Latent 16 -> 128 per dataset (rows 1 -> 2)")
-    compare("3 all datasets, no constraints", "4/7 organ head on z", "One head on z (row 3 -> 4/7)")
-    compare("4/7 organ head on z", "10 two heads on z", "A second head on the same partition (4/7 -> 10)")
-    compare("10 two heads on z", "11 two heads + centre on z", "The centre constraint on z (10 -> 11)")
-    compare("11 two heads + centre on z", "12 MADDR", "Disentanglement + mixup (11 -> 12)")
-    compare("ours: MADDR, centre on z", "12 MADDR", "Centre on z_c instead of z, heads on their parts")
-    compare("6/9 MADDR, one head", "12 MADDR", "Two heads instead of one in full MADDR")
-    compare("ours: MADDR without mixup", "12 MADDR", "Mixup (off -> on)")
-    best = m2.idxmax()
-    lines.append(f"The best ablation row by mean test AUROC is '{best}' ({100 * m2[best]:.1f}); the paper's best is "
-                 "row 12 (full MADDR).")
-for method in METHODS:
-    model = runs[(f"MADDR + {method}", "all", seed0)].detector
-    pred = model.predict_domains(joint.test)
-    truth = {h: np.asarray(joint.test.domains[h]).astype(str) for h in pred}
-    acc = {h: float(np.mean(pred[h] == truth[h])) for h in pred}
-    majority = {h: float(pd.Series(truth[h]).value_counts(normalize=True).iloc[0]) for h in pred}
-    failed = [h for h in pred if acc[h] <= majority[h] + 0.01]
-    lines.append(f"MADDR + {method}: the heads classify the test images' organ / modality with accuracy "
-                 + ", ".join(f"{h} {acc[h]:.3f} (always guessing the most frequent: {majority[h]:.3f})" for h in pred)
-                 + (f"; the {' and '.join(failed)} head(s) learned nothing beyond the class frequencies, so for "
-                    f"{method} the MADDR terms did not separate the datasets and its Table 1 comparison does not "
-                    "test MADDR's idea" if failed else "") + ".")
-print("\n".join("- " + line for line in lines))
-print(f"\nnotebook wall time: {(time.perf_counter() - notebook_start) / 60:.1f} min")
+say(*concl.conclusions(claims, len(cfg["seeds"]), steps2 if have_dpa else None, t2, cfg["datasets"],
+                       concl.head_summary(heads), budget_text));
 
 # %% [markdown]
 # **Where we differ from the paper, and why.** The data differ (three MedMNIST sets whose organ and modality
-# coincide, instead of LiTS, Lung-CT and Lung-X-rays), the images are small and the networks trained for minutes,
-# so the printed numbers are context, not targets. DPA's perceptual loss uses the ImageNet-trained
-# EfficientNet-Lite0 that installs offline, not the paper's ImageNet VGG19 (the weights column above and the
-# discussion name the file); the paper's MemAE and f-AnoGAN rows join when those detectors
-# are listed in the configuration. The organ head is trained on organ labels (the authors' code gives it the
-# modality labels). Every checkpoint, score weight and threshold is chosen on the validation split; a model
-# trained on all datasets gets each dataset's own validation threshold. The per-dataset baselines and the models
-# on all datasets see each training image equally often. Choices the paper leaves open (which numbers of $z$ form
-# $z_o$, $z_m$, $z_c$; the focal loss averaged over the batch; when and how strongly to mix) are listed in
-# `adlib.methods.maddr`.
+# coincide, instead of LiTS, Lung-CT and Lung-X-rays), the images are small and the networks train for minutes, so
+# the paper's numbers are context, not targets; beside BreastMNIST and RetinaMNIST they are the mean of its three
+# datasets. DPA's perceptual loss uses the ImageNet-trained EfficientNet-Lite0 that installs offline, not the
+# paper's ImageNet VGG19 (the `weights` column of the results CSV names the file). The organ head is trained on
+# organ labels (the authors' code gives it the modality labels). Every checkpoint, score weight and threshold is
+# chosen on the validation split; a model trained on all datasets gets each dataset's own validation threshold.
+# The per-dataset baselines and the models on all datasets see each training image equally often. The checkpoint
+# of a MADDR model is the baseline's own (validation AUROC of anomaly detection), so it may keep heads that were
+# barely trained (see the heads above). Choices the paper leaves open (which numbers of $z$ form $z_o$, $z_m$,
+# $z_c$; the focal loss averaged over the batch; when and how strongly to mix) are listed in `adlib.methods.maddr`.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each solution runs in seconds in the smoke profile and reuses the models and tables above (the solution cells
+# are collapsed). Predict the answer before you run it.
+#
+# **1. The heads on the training images.** A head that scores below the most frequent class on the test images:
+# does it do better on the images it was trained on? And with batch statistics?
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+train_heads = head_report(models, joint.train)
+show_table(concl.head_table(train_heads), caption="The heads on the training images")
+say(bullet_list(concl.head_sentences(train_heads)));
+
+# %% [markdown]
+# **2. The code vs the head.** Does the kept encoder's code separate the datasets even where its head does not?
+# Fit a logistic regression (a linear probe) on the training images' codes and score it on the test images.
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+for method, model in models.items():
+    z_train, z_test = (model.latent_parts(s)["z"] for s in (joint.train, joint.test))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(z_train, joint.train.domains["organ"])
+    print(f"MADDR + {method}: linear probe on z {probe.score(z_test, joint.test.domains['organ']):.1%}, "
+          f"organ head {heads.set_index(['method', 'head']).loc[(method, 'organ'), 'accuracy (kept weights)']:.1%}")
+
+# %% [markdown]
+# **3. One seed instead of three.** Recompute the claim's verdicts from the first seed alone. How many verdicts
+# change, and in which direction?
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+one_seed = concl.claims_table(concl.maddr_claims(t1[t1["seed"] == seed0], METHODS, cfg["datasets"]))
+all_seeds = concl.claims_table(claims)
+show_table(one_seed.assign(**{"verdict (all seeds)": all_seeds["verdict"]})[
+    ["baseline", "dataset", "verdict", "verdict (all seeds)"]].rename(columns={"verdict": f"verdict (seed {seed0})"}));
+
+# %% [markdown]
+# **4. The threshold rule.** Table 1's F1 uses the validation threshold of the project's rule; the rows also carry
+# the F1-max threshold. On how many rows is each rule degenerate (one class for (almost) every test image)?
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+flags = [c for c in ("degenerate", "degenerate_f1max") if c in t1.columns]
+show_table(t1.assign(**{c: t1[c].astype(str).str.lower().eq("true") for c in flags}).groupby("dataset")[flags]
+           .sum().reset_index(), caption="Degenerate rows of Table 1 per threshold rule");
+
+# %% [markdown]
+# **5. Is the dataset structure MADDR's doing?** Measure the silhouette score of the codes by dataset for the DPA
+# trained on all datasets without MADDR and for MADDR + DPA (the t-SNE figure above).
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+from sklearn.metrics import silhouette_score  # noqa: E402
+
+for name, z in codes.items():
+    print(f"{name}: silhouette by dataset {silhouette_score(z, sub.domains['dataset']):.3f}")
+
+# %% [markdown]
+# ## Timing
+#
+# Wall time of every fit and of scoring validation + test (this machine, threads as printed above), and the
+# training throughput (mean per run).
+
+# %%
+timing_frame = runs.timing_frame()
+saved.append(save_frame(timing_frame, "05_timing", provenance_columns(cfg)))
+show_table(timing_summary(timing_frame), caption="Mean wall time and images/s per run", source=saved[-1]);
+
+# %% [markdown]
+# ## Where the outputs went
+
+# %%
+say(bullet_list([f"`{path}`" for path in saved] + [f"figures: `05_*.png` in `{relative_to_project(figures_dir())}`",
+                 f"notebook wall time: {(time.perf_counter() - notebook_start) / 60:.1f} min"]));

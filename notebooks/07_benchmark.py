@@ -15,50 +15,54 @@
 #
 # Notebooks 02-06 each reproduce one paper, on that paper's datasets and with that paper's baselines. This
 # notebook puts every registered detector under the same protocol (training on normal images only; checkpoint,
-# score weights and threshold chosen on the validation split; the test split scored once) on every dataset we
-# have: PneumoniaMNIST at 64 and 128 px, BreastMNIST at 64 px, RetinaMNIST (grade 0 normal, grades 1-4
-# anomalous), the synthetic lesion set (with pixel-level AUROC for every detector that gives anomaly maps) and a
-# CIFAR-10 one-vs-rest subset. The weakly supervised detector (WSCXR) gets its own block per K.
+# score weights and threshold chosen on the validation split; the test split scored once) on every dataset of its
+# grid: PneumoniaMNIST (64 px; 128 px in the paper profile), BreastMNIST at 64 px, RetinaMNIST (grade 0 normal,
+# grades 1-4 anomalous), the synthetic lesion set (with pixel-level AUROC for every detector that gives anomaly
+# maps) and a CIFAR-10 one-vs-rest subset. Each detector runs at **one declared setting** on every dataset. The
+# weakly supervised detector (WSCXR) gets its own block per K.
 #
 # **The question.** Does the ranking that each paper claims for its own method survive when all methods meet on
-# the same data? We answer with a leaderboard (mean ± std over seeds, bootstrap confidence intervals), a
-# Friedman test with Nemenyi critical differences across datasets (`autorank`), the cost of each method, and one
-# "paper vs ours" table for all five papers.
+# the same data? We answer with a leaderboard (mean, 95 % CI, chance and degenerate-threshold marks, cost), a
+# Friedman test with Nemenyi critical differences across datasets (`autorank`) over every unsupervised detector,
+# and one "paper vs ours" table per paper. A last section shows adlib on a folder of your own images.
 #
-# **Reuse.** The grid (detectors x datasets x seeds) first reads the rows that notebooks 00-06 wrote under
-# results/: a row with the same dataset, image size, method, seed, weights source (and K) *is* that cell, and
-# only the missing cells run (through `adlib.experiment.run_experiment`, scheduled by `joblib`; set
-# `$ADLIB_RAY_ADDRESS` to run them on a Ray cluster). The match does not include the training budget: a reused
-# row keeps the budget (network width, steps, image subset) of the notebook that wrote it, and a cell takes all
-# its seeds from the one results file that ran the most of them (the lower-numbered notebook on a tie), so a
-# cell never mixes two notebooks' budgets; the grid table names each row's file. The leaderboard therefore compares each method at
-# the budget its own paper notebook gave it; the cells that run here use this notebook's config.
+# **Reuse.** A grid cell is read from a row that notebooks 00-06 wrote under results/ only when that row's
+# configuration hash (`run_sha256`: detector settings such as steps and width, weights, image size and channels,
+# data file and split sizes, few-shot anomalies, threshold rule) equals the cell's; every other cell runs here
+# (`adlib.experiment.run_experiment`, scheduled by `joblib`; `$ADLIB_RAY_ADDRESS` runs them on a Ray cluster). So
+# every number of the leaderboard comes from the same protocol and the same setting per detector.
 #
 # Sections: setup · parameters · data · grid · evaluation (leaderboard, ranking) · figures · paper vs ours ·
-# discussion · timing.
+# your own images · discussion · exercises · timing.
 
 # %% [markdown]
 # ## Setup
 
 # %%
 import contextlib
+import dataclasses
 import io
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import display
 
 from adlib import benchmark as bench
 from adlib import plots
+from adlib.__main__ import main as adlib_command
 from adlib.config import load_run_config
+from adlib.data import make_protocol
 from adlib.experiment import provenance_columns
-from adlib.paths import cache_dir, relative_to_project
+from adlib.notebook import say, show_table
+from adlib.own_images import write_png_folder
+from adlib.paths import cache_dir, figures_dir, relative_to_project
+from adlib.progress import headless
 from adlib.results import save_frame
 
 notebook_start = time.perf_counter()
-pd.set_option("display.width", 200, "display.max_columns", 40, "display.max_colwidth", 80)
 
 # %% tags=["parameters"]
 profile = None  # smoke, cpu or paper (None: $ADLIB_PROFILE, else paper on a GPU and cpu without)
@@ -68,34 +72,24 @@ profile = None  # smoke, cpu or paper (None: $ADLIB_PROFILE, else paper on a GPU
 cfg = load_run_config("07_benchmark", profile)
 PROFILE = cfg.profile.name
 values = cfg.as_dict()
-print(f"profile {PROFILE}; datasets {values['datasets']}; seeds {values['seeds']}; "
-      f"new runs on {values.get('run_on', 'every dataset')} with seeds {values.get('run_seeds', values['seeds'])}")
+size_keys = ("steps", "gan_steps", "epochs", "width", "input_size", "coreset_fraction", "n_transforms")
+settings = pd.DataFrame([{"detector": det, **{k: v for k, v in kw.items() if k in size_keys}}
+                         for det, kw in values["kwargs"].items() if det in (values.get("methods") or values["kwargs"])],
+                        dtype=object)
+print(f"profile {PROFILE}: datasets {values['datasets']}; seeds {values['seeds']}; K {values.get('ks', {})}; "
+      f"{values.get('n_jobs', 1)} joblib worker(s) x {values.get('threads_per_job', 1)} torch thread(s)")
+show_table(settings.fillna(""), caption="The one setting of each detector in this profile (size-related options; "
+                                        "all options are in the configuration file)")
 
 # %% [markdown]
-# **What the cpu and smoke profiles cut** (the paper profile runs every cell at each method's default,
-# paper-scale settings, on a GPU or a Ray cluster). The cpu profile trains nothing on the real medical datasets:
-# it reads the rows notebooks 00-06 wrote there, at *their* cpu-profile sizes (smaller images and networks,
-# fewer steps, fewer seeds than the papers), and a detector that no notebook ran on a dataset at the benchmark's
-# image size has a blank cell. New runs happen only on the datasets and seeds printed below, with the small
-# networks of the configuration; the timing table at the end gives their measured cost.
-
-# %%
-run_seeds = values.get("run_seeds")
-for key in values["datasets"]:
-    spec = values["data"][key]
-    runs_here = values.get("run_on") is None or key in values["run_on"]
-    seeds = (run_seeds.get(key, values["seeds"]) if isinstance(run_seeds, dict) else run_seeds) or values["seeds"]
-    sizes = ", ".join(f"{k} {spec[k]}" for k in ("n_train", "max_train", "n_val", "val_cap", "n_test", "test_cap")
-                      if k in spec)
-    print(f"{key:18s} {spec['size']:>3d} px  " + (f"missing cells run with seeds {list(seeds)}"
-                                                   + (f" ({sizes})" if sizes else "") if runs_here
-                                                   else "reused rows only"))
-print(f"{values.get('n_jobs', 1)} joblib worker(s) x {values.get('threads_per_job', 1)} torch thread(s)")
-size_keys = ("steps", "gan_steps", "epochs", "width", "input_size")
-print("network sizes of the new runs:", "; ".join(
-    f"{d} " + ", ".join(f"{k} {v}" for k, v in kw.items() if k in size_keys)
-    for d, kw in values["kwargs"].items()
-    if d in (values.get("methods") or values["kwargs"]) and any(k in kw for k in size_keys)))
+# **What the cpu and smoke profiles cut** (the paper profile runs every detector at its default, paper-scale
+# settings on all six datasets with three seeds and K = 2, 4, 8, 16, on a GPU or a Ray cluster). The cpu
+# profile's cuts, chosen so that the notebook runs in about 20 minutes on two cores (estimated from the measured
+# fit and score seconds of earlier runs, scaled by image size and split sizes; the timing table at the end gives
+# the real cost): **one seed** (so each cell's CI is over test images, not seeds), **five datasets** (PneumoniaMNIST
+# at 128 px only in the paper profile), **small networks** (width 8, 150 steps; the table above), **K = 16 only**
+# for WSCXR, a 10 % memory bank and 8 epochs for the patch-feature detectors. The smoke profile runs five
+# detectors on two tiny synthetic sets in seconds, to check the code.
 
 # %% [markdown]
 # ## Data
@@ -106,214 +100,224 @@ print("network sizes of the new runs:", "; ".join(
 # %%
 data_specs = pd.DataFrame([{"key": key, "dataset column": bench.dataset_column(values["data"][key]),
                             **{k: v for k, v in values["data"][key].items() if k != "name"}}
-                           for key in values["datasets"]])
-display(data_specs)
+                           for key in values["datasets"]], dtype=object)
+show_table(data_specs.fillna(""), caption="Datasets of the grid")
 
 # %% [markdown]
 # ## The grid
 #
-# Every (detector, dataset, seed), and K for the weakly supervised detector; then which cells earlier notebooks
-# already ran (reused, with the file they come from), which run now, and which the profile leaves out.
+# Every (detector, dataset, seed), and K for the weakly supervised detector. Each cell's configuration hash is
+# compared with the `run_sha256` of the rows the paper notebooks wrote: the table says, per results file, how many
+# of its rows are a cell of this grid by method, dataset, size and seed, and how many also ran the cell's exact
+# configuration (only those are reused).
 
 # %%
 jobs = bench.build_grid(values)
+ref = bench.ConfigRef.of(cfg)
+hashes = [bench.cell_sha256(job, ref) for job in jobs]
 results_folder = bench.results_folder_for(PROFILE)
 earlier = bench.existing_rows(results_folder)
-ref = bench.ConfigRef.of(cfg)
-fingerprints = {key: bench.data_fingerprint(ref, key) for key in values["datasets"]}  # data file hash, test size
 planned, todo = bench.plan_grid(jobs, earlier, run_on=values.get("run_on"), run_seeds=values.get("run_seeds"),
                                 reuse=values.get("reuse", True), reuse_variants=values["reuse_variants"],
-                                fingerprints=fingerprints)
-plan = pd.DataFrame(planned)
-hows = plan["how"].value_counts() if len(plan) else pd.Series(dtype=int)
-print(f"{len(jobs)} grid entries (method x dataset x seed [x K]): {hows.get('reused', 0)} reused from "
-      f"{relative_to_project(results_folder)}/, {len(todo)} to run, {hows.get('not run (budget)', 0)} not run "
-      f"in this profile, {hows.get('not run (cell reused)', 0)} seeds left out because their cell's file lacks "
-      "them (a cell takes all its seeds from one notebook)")
-if len(plan) and (plan["how"] == "reused").any():
-    display(plan[plan["how"] == "reused"].groupby(["data", "source"]).size().rename("rows reused").reset_index())
+                                hashes=hashes)
+print(f"{len(jobs)} grid entries: {sum(p['how'] == 'reused' for p in planned)} reused from "
+      f"{relative_to_project(results_folder)}/, {len(todo)} to run here, "
+      f"{sum(p['how'].startswith('not run') for p in planned)} left out by the profile")
+reuse_table = bench.reuse_summary(jobs, earlier, hashes, values["reuse_variants"])
+if len(reuse_table):
+    show_table(reuse_table, caption="Earlier rows that describe a cell of this grid")
 
 # %%
-# Each finished job is appended to a checkpoint file: an interrupted run resumes where it stopped.
+# The longest detectors start first; each finished job is appended to a checkpoint file, so an interrupted run
+# resumes where it stopped. Progress bars are off in headless runs (adlib.progress).
 grid_checkpoint = cache_dir() / "benchmark" / f"07_grid_{PROFILE}.jsonl"
 run_start = time.perf_counter()
-ran = bench.run_jobs(todo, ref, n_jobs=int(values.get("n_jobs", 1)),
-                     threads=values.get("threads_per_job", 1), checkpoint=grid_checkpoint)
+ran = bench.run_jobs(bench.schedule(todo, values.get("run_first", ())), ref, n_jobs=int(values.get("n_jobs", 1)),
+                     threads=values.get("threads_per_job", 1), checkpoint=grid_checkpoint, progress=not headless())
 run_seconds = time.perf_counter() - run_start
 grid = bench.grid_frame(planned + ran, jobs)
-print(f"ran {len(ran)} jobs in {run_seconds:.0f} s with {values.get('n_jobs', 1)} joblib worker(s)")
 saved = [save_frame(grid, "07_grid", provenance_columns(cfg))]
 grid_checkpoint.unlink(missing_ok=True)  # the grid is saved: a later run starts afresh
-display(grid[~grid["how"].str.startswith("not run")][["method", "block", "data", "seed", "weights", "profile", "how",
-                                                       "source", "AUROC", "pixel_AUROC", "fit_seconds",
-                                                       "score_seconds", "added_memory_MB"]].round(3))
+print(f"ran {len(ran)} jobs in {run_seconds:.0f} s with {values.get('n_jobs', 1)} joblib worker(s)")
+display(grid["how"].value_counts().rename("grid rows").to_frame())
+failed = grid[grid["status"].astype(str).str.startswith("cannot run")]
+if len(failed):
+    show_table(failed[["method", "block", "data", "status"]], caption="Cells that could not run, and why")
 
 # %% [markdown]
 # ## Evaluation
 #
-# Per method and dataset: mean ± std of test AUROC over seeds and two 95 % bootstrap confidence intervals
-# (`scipy.stats.bootstrap`, percentile method). `image_ci_*` resamples the **test images** of each run (every
-# run records it since this notebook was added; averaged over seeds): how much the number depends on which test
-# images were drawn. `ci_*` resamples the **seeds**: how much it depends on training randomness; with one seed
-# there is none, and with three it is coarse. Rows the paper notebooks wrote before runs recorded the image
-# interval have only the seed interval.
+# Per detector and dataset: the mean test AUROC over seeds and a 95 % bootstrap CI (`scipy.stats.bootstrap`,
+# percentile) over the **seeds** where there are two or more, else over the **test images** of the run (every run
+# records it). Each cell is marked when the verdict module (`adlib.verdicts`) finds it below or at chance, and when
+# its validation threshold (Youden's J) is degenerate, i.e. calls almost every image one class. PneumoniaMNIST's
+# 64 px test split is rebuilt from the Kaggle test set: most of its images are MedMNIST's own test images, but some
+# normals are Kaggle-only; the column "(MedMNIST-exact)" gives each detector's AUROC on the exact images alone.
+#
+# **Ranking.** Within each block, the detectors are ranked on each dataset by mean test AUROC and compared with
+# the Friedman test and the Nemenyi post-hoc test (`autorank`, non-parametric mode), on the largest table of
+# datasets x detectors without a missing cell (at least five datasets in the cpu and paper profiles; the smoke
+# profile's two tiny datasets get no test: `tests/test_benchmark.py` runs it on a made-up table).
 
 # %%
 cells = bench.cell_stats(grid)
-display(cells.round(3))
-
-# %% [markdown]
-# **Ranking.** Within each block, the methods are ranked on each dataset by mean test AUROC and compared with
-# the Friedman test and the Nemenyi post-hoc test (`autorank`, non-parametric mode), on the largest table of
-# datasets x methods without a missing cell (autorank needs at least five datasets in the cpu and paper
-# profiles; the smoke profile, with two tiny datasets, skips the test: `tests/test_benchmark.py` runs it and
-# draws the diagram on a made-up table).
-
-# %%
+cost = bench.resources(grid)
 ranks, rank_tables, rank_notes = {}, {}, {}
+min_datasets = int(values["min_rank_datasets"])
 for block in cells["block"].unique():
-    res, table, note = bench.rank_methods(cells, block, min_datasets=int(values["min_rank_datasets"])) \
-        if int(values["min_rank_datasets"]) >= 5 else (None, pd.DataFrame(), "smoke profile: no ranking test")
+    res, table, note = bench.rank_methods(cells, block, min_datasets=min_datasets) if min_datasets >= 5 \
+        else (None, pd.DataFrame(), "smoke profile: no ranking test")
     ranks[block], rank_tables[block], rank_notes[block] = res, table, note
     print(f"{block}: {note}")
-board = bench.leaderboard(cells, ranks)
+board = bench.leaderboard(cells, ranks, cost)
 saved.append(save_frame(board, "07_leaderboard", provenance_columns(cfg)))
-display(board.round(3))
+show_table(bench.reading_leaderboard(board), caption="Leaderboard: " + bench.CELL_LEGEND, source=saved[-1])
 
 # %% [markdown]
 # Pixel-level AUROC on the synthetic lesion set, for every detector that gives anomaly maps.
 
 # %%
-pixel = cells[cells["pixel_AUROC"].notna()][["block", "method", "data", "AUROC_mean", "pixel_AUROC"]]
-display(pixel.sort_values("pixel_AUROC", ascending=False).round(3))
+pixel = cells[cells["pixel_AUROC"].notna()].sort_values("pixel_AUROC", ascending=False)
+show_table(pixel[["block", "method", "data", "AUROC_mean", "pixel_AUROC"]].assign(
+    AUROC_mean=lambda f: (100 * f["AUROC_mean"]).round(1), pixel_AUROC=lambda f: (100 * f["pixel_AUROC"]).round(1)),
+    caption="Image and pixel AUROC (%) on the synthetic lesions")
 
 # %% [markdown]
 # ## Figures
 
 # %%
-bar_data = list(values.get("bar_datasets") or cells["data"].unique())
-fig, axes = plt.subplots(len(bar_data), 1, figsize=(11, 2.6 * len(bar_data)), squeeze=False)
-for ax, data in zip(axes[:, 0], bar_data):
-    c = cells[cells["data"] == data].sort_values("AUROC_mean", ascending=False)
-    labels = [m if b == bench.UNSUPERVISED else f"{m} ({b.split('(')[-1].rstrip(')')})"
-              for m, b in zip(c["method"], c["block"])]
-    # whiskers: the seed interval where there are seeds, else the test-image interval, else none
-    low = c["ci_low"].fillna(c["image_ci_low"]).fillna(c["AUROC_mean"])
-    high = c["ci_high"].fillna(c["image_ci_high"]).fillna(c["AUROC_mean"])
-    lo, hi = (c["AUROC_mean"] - low).clip(lower=0), (high - c["AUROC_mean"]).clip(lower=0)
-    colours = ["tab:blue" if b == bench.UNSUPERVISED else "tab:orange" for b in c["block"]]
-    ax.bar(labels, c["AUROC_mean"], yerr=[lo, hi], color=colours, capsize=3)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax.grid(axis="x", visible=False)  # vertical grid lines would read as whiskers
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("test AUROC")
-    ax.set_title(f"{data} (bars: mean over seeds; whiskers: bootstrap 95 % CI over seeds where n > 1, else over "
-                 "test images where recorded)", fontsize=9)
-    ax.tick_params(axis="x", rotation=60, labelsize=8)
-fig.tight_layout()
-plots.save_figure(fig, "07_leaderboard_auroc")
+plots.save_figure(bench.auroc_bars(cells, values.get("bar_datasets") or None), "07_leaderboard_auroc")
 
 # %%
-res = ranks.get(bench.UNSUPERVISED)
-if res is not None:
-    from autorank import plot_stats
-
-    with contextlib.redirect_stdout(io.StringIO()):  # autorank prints its rank table; the leaderboard has it
-        ax = plot_stats(res, allow_insignificant=True)
-    fig = ax.get_figure()
-    fig.suptitle(f"Critical-difference diagram, unsupervised block ({rank_tables[bench.UNSUPERVISED].shape[0]} "
-                 f"datasets, {res.omnibus} p = {res.pvalue:.3g})", fontsize=9, y=1.12)
+fig = bench.critical_difference(ranks.get(bench.UNSUPERVISED), rank_tables.get(bench.UNSUPERVISED,
+                                                                               pd.DataFrame()).shape[0])
+if fig is not None:
     plots.save_figure(fig, "07_critical_difference")
 else:
     print("no critical-difference diagram:", rank_notes.get(bench.UNSUPERVISED))
 
+# %% [markdown]
+# The cost of each detector, from the runs of this notebook only (a reused row was measured in another process):
+# seconds per run on one torch thread, and the memory the run added at its peak (the process's own peak includes
+# what the worker held before; it is in the leaderboard CSV as `peak_memory_MB`).
+
 # %%
-cost = bench.resources(cells)
-fig, axes = plt.subplots(1, 3, figsize=(14, 0.28 * len(cost) + 1.5), sharey=True)
-labels = [m if b == bench.UNSUPERVISED else f"{m} ({b.split('(')[-1].rstrip(')')})"
-          for m, b in zip(cost["method"], cost["block"])]
-for ax, col, title in zip(axes, ["fit_seconds", "score_seconds", "added_memory_MB"],
-                          ["training time (s, mean over datasets)", "scoring time val+test (s)",
-                           "memory a run added at its peak (MB, largest;\nruns of this notebook only)"]):
-    ax.barh(labels, cost[col])  # no bar where no run measured it (reused rows of older notebooks)
-    ax.set_title(title, fontsize=9)
-    ax.set_xscale("symlog", linthresh=1)
-fig.tight_layout()
-plots.save_figure(fig, "07_time_memory")
-display(cost.round(2))
+if len(cost):
+    plots.save_figure(bench.cost_panels(cost), "07_time_memory")
+else:
+    print("no runs in this notebook: every cell was reused")
 
 # %% [markdown]
 # ## Paper vs ours
 #
 # Every number the five papers printed (their units: percent), beside ours from the paper notebooks' rows (mean
-# over seeds) and the difference. The reason column is generated from our rows' provenance columns: a
-# different dataset (data substitute) or the paper's images in a rebuilt file, a smaller image size, other
-# pretrained weights, or a reduced training budget (a profile other than paper). Printed numbers without a run of ours are in the saved
-# table (results/07_paper_vs_ours.csv) and left out below.
+# over seeds) and the difference, shown whole, one table per paper. The note marks what a reader must know first:
+# our AUROC below or at chance, a degenerate validation threshold (ours and the difference then show '—': a
+# constant prediction is no result), a paper whose own threshold was chosen on the test split (an oracle), and
+# the reasons the numbers differ (substitute data, image size, weights, budget), generated from our rows'
+# provenance. Printed numbers without a counterpart of ours are counted below the tables.
 
 # %%
 printed = bench.printed_numbers(values["paper_vs_ours"])
 vs = bench.paper_vs_ours(printed, earlier)
 saved.append(save_frame(vs, "07_paper_vs_ours", provenance_columns(cfg)))
-matched = vs[vs["ours"].notna()]
-display(matched.drop(columns=["source"]))
-print("saved:", *saved, sep="\n  ")
+for paper, table in bench.reading_tables(vs).items():
+    show_table(table, caption=f"{paper}: {len(table)} printed numbers with a counterpart of ours", source=saved[-1])
+show_table(bench.unmatched_summary(vs), caption="Printed numbers per paper, and why some have no counterpart")
+
+# %% [markdown]
+# ## adlib on your own images
+#
+# What users of anomaly-detection libraries ask first: how to run a detector on *their* folder of images. The
+# command `python -m adlib` (README, "Your own images") fits on a folder of normal images, chooses the threshold
+# on a validation folder (`normal/` and `anomalous/`), saves the model directory, and scores a folder. Here we
+# write PNG files from one of our datasets (BreastMNIST at 64 px: malignant = anomalous) into a temporary
+# folder and run the two documented commands on it (`python -m adlib ARGS` calls `adlib.__main__.main(ARGS)`, which
+# we call here directly: the same code, without starting a second Python).
+
+# %%
+own = values["own_images"]
+demo = make_protocol(own["dataset"], size=int(own["size"]))
+folder = Path(tempfile.mkdtemp(prefix="adlib_own_images_"))
+n = int(own["n_per_class"])
+written = {"normal": len(write_png_folder(demo.train.sample(int(own["n_normal"]), seed=0), folder / "normal"))}
+for split, part in (("val", demo.val), ("test", demo.test)):
+    for kind, images in (("normal", part.normals()), ("anomalous", part.anomalies())):
+        written[f"{split}/{kind}"] = len(write_png_folder(images.sample(n, seed=0), folder / split / kind))
+print("PNG files written:", ", ".join(f"{k}/ {v}" for k, v in written.items()))
+
+# %%
+sets = [arg for s in own.get("settings", []) for arg in ("--set", s)]
+commands = [["fit", "--normal", "normal", "--val", "val", "--method", own["method"], "--size", str(own["size"]),
+             "--out", "model", *sets, "--quiet"],
+            ["score", "--model", "model", "--test", "test", "--out", "scores.csv", "--metrics", "metrics.json",
+             "--quiet"]]
+own_seconds = {}
+for args in commands:  # `python -m adlib ARGS` is adlib.__main__.main(ARGS): run here, in this process
+    t0, log = time.perf_counter(), io.StringIO()
+    with contextlib.chdir(folder), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        code = adlib_command(args)
+    own_seconds[args[0]] = time.perf_counter() - t0
+    print(f"$ python -m adlib {' '.join(args)}   ({own_seconds[args[0]]:.1f} s)")
+    print("\n".join("  " + line for line in log.getvalue().splitlines() if line.strip()))
+    if code:
+        raise RuntimeError(f"python -m adlib {args[0]} failed (exit {code})")
+show_table(pd.read_csv(folder / "scores.csv").head(8), caption="scores.csv (first rows)")
+
+# %%
+metrics = pd.read_json(folder / "metrics.json", typ="series")
+show_table(metrics[["AUROC", "AUROC_ci_low", "AUROC_ci_high", "AP", "F1", "SEN", "SPE", "degenerate"]]
+           .to_frame("test folder").T, caption="metrics.json: the test folder at the validation threshold")
+say(f"On {written['normal']} training normals, {own['method']}'s test AUROC on the "
+    f"{written['test/normal'] + written['test/anomalous']} test images is {100 * metrics['AUROC']:.1f} % "
+    f"(95 % CI {100 * metrics['AUROC_ci_low']:.1f}-{100 * metrics['AUROC_ci_high']:.1f}); fitting took "
+    f"{own_seconds['fit']:.1f} s and scoring {own_seconds['score']:.1f} s.")
+shutil.rmtree(folder)  # the temporary folder (images, model directory, scores) is not kept
 
 # %% [markdown]
 # ## Discussion
 #
-# The sentences below are generated from the tables above.
+# Generated from the tables above (`adlib.benchmark.conclusions`, with the rules of `adlib.verdicts`).
 
 # %%
-unsup = board[board["block"] == bench.UNSUPERVISED]
-lines = []
-if len(unsup):
-    top = unsup.iloc[0]
-    n_ranked = int(unsup["mean_rank"].notna().sum())
-    lines.append(f"In the unsupervised block, {len(unsup)} methods have results on at least one dataset and "
-                 f"{n_ranked} on all {int(top['n_datasets'])} ranked datasets; among those {n_ranked}, "
-                 f"{top['method']} has the best mean rank ({top['mean_rank']:.2f}; mean AUROC {top['mean_auroc']:.3f}). "
-                 f"The {len(unsup) - n_ranked} others are not ranked, and their mean AUROC is over other, fewer "
-                 "datasets, so it does not compare with the ranked methods'."
-                 if np.isfinite(top["mean_rank"]) else
-                 f"In the unsupervised block, {len(unsup)} methods have results; none could be ranked "
-                 f"({rank_notes.get(bench.UNSUPERVISED)}); the highest mean AUROC is {top['method']}'s "
-                 f"({unsup['mean_auroc'].max():.3f}).")
-if res is not None:
-    table = rank_tables[bench.UNSUPERVISED]
-    significant = res.pvalue < 0.05
-    lines.append(f"The {res.omnibus} test over {table.shape[0]} datasets and {table.shape[1]} methods gives "
-                 f"p = {res.pvalue:.3g}: the methods' ranks {'differ' if significant else 'do not differ'} "
-                 f"significantly at the 5 % level" + (f"; two methods whose mean ranks differ by less than "
-                                                      f"{res.cd:.2f} are not distinguishable (Nemenyi)."
-                                                      if res.cd is not None else "."))
-weak = board[board["block"] != bench.UNSUPERVISED]
-for _, w in weak.iterrows():
-    lines.append(f"{w['method']} ({w['block']}): mean AUROC {w['mean_auroc']:.3f} over {int(w['n_datasets'])} "
-                 "dataset(s).")
-if len(pixel):
-    by_pixel = pixel.sort_values("pixel_AUROC", ascending=False)
-    lines.append(f"On the synthetic lesions, {pixel['method'].nunique()} detectors give anomaly maps; the best pixel "
-                 "AUROCs: " + ", ".join(f"{r['method']} ({r['data']}) {r['pixel_AUROC']:.3f}"
-                                        for _, r in by_pixel.head(3).iterrows())
-                 + " (image AUROC of the first: " + f"{by_pixel['AUROC_mean'].iloc[0]:.3f}).")
-if len(matched):
-    auroc_vs = matched[matched["metric"] == "AUROC"]
-    below = int((auroc_vs["difference"] < 0).sum())
-    lines.append(f"Of {len(auroc_vs)} printed AUROCs that we have a counterpart for, ours are lower for {below} "
-                 f"(median difference {auroc_vs['difference'].median():+.1f} points); "
-                 f"{int(auroc_vs['reason'].str.contains('data substitute').sum())} of them compare on a "
-                 f"substitute dataset, {int(auroc_vs['reason'].str.contains('same images').sum())} on the paper's "
-                 f"own images in a rebuilt file, and {int(auroc_vs['reason'].str.contains('budget').sum())} at a reduced "
-                 "budget: a gap mixes those differences with the method's own, so on its own it neither confirms "
-                 "nor refutes the paper's number (the per-notebook discussions test the papers' claims).")
-if len(cost) and cost["fit_seconds"].notna().any():
-    slow = cost.loc[cost["fit_seconds"].idxmax()]
-    fast = cost.loc[cost["fit_seconds"].idxmin()]
-    lines.append(f"Training cost spans {fast['fit_seconds']:.1f} s ({fast['method']}) to "
-                 f"{slow['fit_seconds']:.1f} s ({slow['method']}) per run on average at these sizes.")
-for line in lines:
-    print("-", line)
+say(*bench.conclusions(grid, cells, board, ranks, rank_tables, rank_notes, vs, cost));
+
+# %% [markdown]
+# ## Exercises
+#
+# **1.** Before you look: which detectors do you expect below chance on PneumoniaMNIST, and why (notebook 00
+# measured that pneumonia images are smoother)? Then list the cells marked below chance.
+
+# %%
+cells[cells["chance"] == "below chance"][["method", "data", "AUROC_mean", "image_ci_high"]].round(3)
+
+# %% [markdown]
+# **2.** The synthetic lesions are easy for the patch-feature detectors. Recompute the mean rank of every
+# unsupervised detector without the synthetic dataset. Which detectors move most?
+
+# %%
+auroc = cells[cells["block"] == bench.UNSUPERVISED].pivot_table(index="data", columns="method", values="AUROC_mean")
+without = auroc.drop(index=[d for d in auroc.index if d.startswith("synthetic")]).dropna(axis=1)
+pd.DataFrame({"all datasets": auroc.dropna(axis=1).rank(axis=1, ascending=False).mean(),
+              "without synthetic": without.rank(axis=1, ascending=False).mean()}).round(2)
+
+# %% [markdown]
+# **3.** Reuse is strict. Change one setting of the first job (its step count, or the seed of the data) and
+# compare its configuration hash with the original: would a row of the old setting be reused?
+
+# %%
+job = next(j for j in jobs if "steps" in dict(j.kwargs))
+changed = dataclasses.replace(job, kwargs=tuple((k, v + 1 if k == "steps" else v) for k, v in job.kwargs))
+print(job.method, job.data_key, "hash", hashes[jobs.index(job)], "-> one more step:", bench.cell_sha256(changed, ref))
+
+# %% [markdown]
+# **4.** Youden's J (the default threshold rule) against the F1-maximising one: in how many runs is each rule's
+# threshold degenerate? (Each row records both: `degenerate` and `degenerate_f1max`.)
+
+# %%
+done_rows = grid[pd.to_numeric(grid["AUROC"], errors="coerce").notna()]
+{rule: int(done_rows[col].astype(str).str.lower().eq("true").sum())
+ for rule, col in (("Youden's J", "degenerate"), ("F1-max", "degenerate_f1max")) if col in done_rows}
 
 # %% [markdown]
 # ## Timing
@@ -325,14 +329,21 @@ for line in lines:
 new = grid[grid["how"].str.startswith("ran")]  # 'ran (resumed)': finished by an interrupted earlier run
 timing = new[["method", "block", "data", "seed", "fit_seconds", "score_seconds", "fit_images_per_s",
               "score_images_per_s", "added_memory_MB", "threads"]].copy()
-display(timing.round(2))
+saved.append(save_frame(timing, "07_timing", provenance_columns(cfg)))
+show_table(timing.round(2), caption="Runs of this notebook")
 total = time.perf_counter() - notebook_start
-ran_now = int((grid["how"] == "ran").sum())
-summary = pd.DataFrame([{"stage": f"new runs (joblib, {values.get('n_jobs', 1)} worker(s))", "runs": ran_now,
-                         "seconds": round(run_seconds, 1),
-                         "runs per minute": round(60 * ran_now / run_seconds, 2) if run_seconds > 0 and ran_now
-                         else np.nan},
-                        {"stage": "notebook total", "runs": len(grid), "seconds": round(total, 1),
-                         "runs per minute": np.nan}])
-save_frame(timing, "07_timing", provenance_columns(cfg))
-display(summary)
+summary = pd.DataFrame([
+    {"stage": f"grid runs (joblib, {values.get('n_jobs', 1)} worker(s))", "runs": len(new),
+     "seconds": round(run_seconds, 1), "runs per minute": round(60 * len(new) / max(run_seconds, 1e-9), 2)},
+    {"stage": "own images (fit + score commands)", "runs": 2, "seconds": round(sum(own_seconds.values()), 1),
+     "runs per minute": None},
+    {"stage": "notebook total", "runs": len(grid), "seconds": round(total, 1), "runs per minute": None}])
+show_table(summary, caption="Wall time")
+
+# %% [markdown]
+# ## Where the outputs went
+
+# %%
+print("tables:", *saved, sep="\n  ")
+print("figures: 07_leaderboard_auroc, 07_critical_difference, 07_time_memory under", relative_to_project(figures_dir()))
+print("README leaderboard: python -m adlib.report --readme (reads 07_leaderboard.csv of the cpu profile)")

@@ -229,3 +229,73 @@ def test_anogan_search_is_repeatable_and_its_cost_recorded(fitted, lesions):
     images = lesions.test.subset(np.arange(10))
     assert np.array_equal(det.score(images), det.score(images))
     assert det.search_images > 0 and 0 < det.search_seconds_per_image < 5
+
+
+# ----- notebook 03's glue: diagnostics, figures and generated verdicts -------------------------------------------
+def test_component_table_matches_the_alpha_endpoints(fitted, lesions):
+    """alpha = 1 is the image term alone, alpha = 0 the latent term alone: the table's term AUROCs are the ends of
+    the alpha curve the detector chose from (validation only)."""
+    from adlib.methods.adversarial_ae.conclusions import component_sentences, component_table
+
+    det = fitted["ccb_aae"]
+    table = component_table({("CCB-AAE", 0): det}, lesions.val)
+    ends = det.alpha_table.set_index("alpha")["val_AUROC"]
+    assert table.loc[0, "image term AUROC"] == pytest.approx(100 * ends[1.0], abs=0.051)
+    assert table.loc[0, "latent term AUROC"] == pytest.approx(100 * ends[0.0], abs=0.051)
+    assert -1 <= table.loc[0, "image term ρ(detail)"] <= 1
+    text = " ".join(component_sentences(table, lesions.val))
+    assert "CCB-AAE" in text and "chance" in text
+
+
+def test_reconstruction_grid_draws_the_map_row_with_a_colour_bar(fitted, lesions):
+    """The map row's name and heat_rows come from one place, so the residuals get a colour scale and a bar (the
+    committed grids once drew them in grey on [0, 1], near-black, because the two names differed)."""
+    import matplotlib.pyplot as plt
+
+    from adlib.methods.adversarial_ae.experiments import reconstruction_grid
+    from adlib.plots import figure_problems
+
+    fig = reconstruction_grid(fitted["ganomaly"], lesions.test.subset(np.arange(4)), ("normal", "lesion"), "grid")
+    assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
+    assert figure_problems(fig) == []
+    plt.close(fig)
+
+
+def _rows(method, aurocs, half_ci=0.03):
+    import pandas as pd
+
+    a = np.asarray(aurocs, dtype=float)
+    return pd.DataFrame({"dataset": "pneumonia", "method": method, "variant": "default", "seed": range(len(a)),
+                         "AUROC": a, "AUROC_ci_low": a - half_ci, "AUROC_ci_high": a + half_ci})
+
+
+def test_generated_verdicts_never_rank_below_chance_models():
+    import pandas as pd
+
+    from adlib.methods.adversarial_ae.conclusions import baselines_sentence, chance_overview, order_sentence
+
+    rows = pd.concat([_rows("AnoGAN", [0.21]), _rows("EGBAD", [0.45, 0.46, 0.44]),
+                      _rows("GANomaly", [0.60, 0.62, 0.61]), _rows("Skip-GANomaly", [0.25, 0.26, 0.25]),
+                      _rows("CCB-AAE", [0.26, 0.29, 0.22])])
+    order = order_sentence(rows, "pneumonia")
+    assert "both below chance" in order and "**fails**" in order  # GANomaly above, Skip below: the step is reversed
+    overview = chance_overview(rows, "pneumonia")
+    assert "below chance: AnoGAN" in overview and "above chance: GANomaly" in overview
+    text = baselines_sentence(rows, "pneumonia")  # best AE GANomaly (above chance) vs best baseline EGBAD
+    assert "GANomaly" in text and "EGBAD" in text and "below chance" not in text.split(":")[0]
+    both_low = rows[rows["method"].isin(["AnoGAN", "Skip-GANomaly", "CCB-AAE"])]
+    assert "both below chance, so the order is not tested" in baselines_sentence(both_low, "pneumonia")
+
+
+def test_budget_sentences_say_when_every_rung_keeps_the_same_step():
+    import pandas as pd
+
+    from adlib.methods.adversarial_ae.conclusions import budget_sentences
+
+    ladder = pd.DataFrame({"method": ["GANomaly"] * 2 + ["EGBAD"] * 2, "width": "cpu", "budget": ["x1", "x2"] * 2,
+                           "steps": [150, 300] * 2, "seeds": 1, "val AUROC": [77.5, 77.5, 40.6, 59.6],
+                           "test AUROC": [67.2, 67.2, 25.5, 45.8], "kept step": ["50", "50", "150", "250"]})
+    cfg = {"batch_size": 32, "lr": 1e-3, "nz": 16, "eval_every": 50}
+    text = " ".join(budget_sentences(ladder, pd.DataFrame({"method": []}), cfg))
+    assert "same test AUROC 67.2 at every rung" in text and "keeps step 50" in text
+    assert "from 25.5 (x1) to 45.8 (x2)" in text

@@ -1,6 +1,7 @@
 """The benchmark grid (adlib.benchmark): reuse of existing rows, joblib scheduling, statistics, paper vs ours."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import numpy as np
@@ -27,57 +28,85 @@ def _ref(values=VALUES) -> bench.ConfigRef:
     return bench.ConfigRef("07_benchmark", "smoke", bench.grid._frozen(values), "test")
 
 
-def test_grid_reuses_a_matching_row_and_runs_only_the_missing_one(tmp_path):
-    # two generated datasets with the same name and size, told apart by their data fingerprint
+def test_a_row_is_reused_only_when_its_configuration_hash_matches(tmp_path):
+    # two generated datasets with the same name and size, told apart by their data file hash
     values = {**VALUES, "seeds": [0], "datasets": ["syn", "syn7"],
               "data": {"syn": VALUES["data"]["syn"], "syn7": {**VALUES["data"]["syn"], "data_seed": 7}}}
     jobs, ref = bench.build_grid(values), _ref(values)
     assert [(j.method, j.data_key, j.seed) for j in jobs] == [("AE", "syn", 0), ("AE", "syn7", 0)]
-    fps = {key: bench.data_fingerprint(ref, key) for key in values["datasets"]}
-    earlier = bench.run_job(jobs[0], ref)  # what a paper notebook would have written for syn
-    assert str(earlier["data_sha256"]) == fps["syn"]["data_sha256"] and earlier["n_test"] == fps["syn"]["n_test"]
-    row = {"dataset": earlier["dataset"], "method": "AE", "variant": "default", "seed": 0, "image_size": 32,
-           "weights": "none", "AUROC": 0.777, "fit_seconds": 1.0, **fps["syn"]}
-    other = {**row, **fps["syn7"]}
-    pd.DataFrame([row, {**other, "weights": "imagenet-lite"},  # other weights: not the same config
-                  {**other, "image_size": 64}]).to_csv(tmp_path / "04_table.csv", index=False)
-    pd.DataFrame([other]).to_csv(tmp_path / "07_grid.csv", index=False)  # the benchmark's own rows: not reused
+    hashes = [bench.cell_sha256(j, ref) for j in jobs]
+    assert hashes[0] != hashes[1]  # another data file: another configuration
+    earlier = bench.run_job(jobs[0], ref)  # what a paper notebook running the same setting would have written
+    assert earlier["run_sha256"] == hashes[0]  # the runner records the hash the grid predicts
+    row = {k: earlier[k] for k in ("method", "variant", "seed", "image_size", "weights", "AUROC", "fit_seconds",
+                                   "run_sha256")}
+    row = {**row, "dataset": earlier["dataset"], "AUROC": 0.777}
+    # the same cell by method, dataset, size and seed, but another setting (steps), or no hash at all
+    other_steps = bench.build_grid({**values, "kwargs": {"conv_ae": {**VALUES["kwargs"]["conv_ae"], "steps": 11}}})
+    pd.DataFrame([row]).to_csv(tmp_path / "04_table.csv", index=False)
+    pd.DataFrame([{**row, "run_sha256": bench.cell_sha256(other_steps[0], ref), "AUROC": 0.5},
+                  {**row, "run_sha256": np.nan, "AUROC": 0.4}]).to_csv(tmp_path / "03_table.csv", index=False)
+    pd.DataFrame([{**row, "dataset": "x"}]).to_csv(tmp_path / "07_grid.csv", index=False)  # the benchmark's own
     rows = bench.existing_rows(tmp_path)
-    assert set(rows["source"]) == {"04_table.csv"}
-    assert bench.plan_grid(jobs, rows)[1] == []  # without fingerprints syn's row would stand in for syn7
-    planned, todo = bench.plan_grid(jobs, rows, fingerprints=fps)
-    assert [p["how"] for p in planned] == ["reused"] and planned[0]["AUROC"] == 0.777
-    assert planned[0]["source"] == "04_table.csv"
+    assert set(rows["source"]) == {"03_table.csv", "04_table.csv"}
+    assert bench.plan_grid(jobs, rows)[1] == jobs  # without hashes nothing is reused
+    planned, todo = bench.plan_grid(jobs, rows, hashes=hashes)
+    assert [(p["how"], p["source"], p["AUROC"]) for p in planned] == [("reused", "04_table.csv", 0.777)]
     assert [j.data_key for j in todo] == ["syn7"]
-    ran = bench.run_jobs(todo, ref, n_jobs=1, progress=False)
-    grid = bench.grid_frame(planned + ran, jobs)
+    # a setting that differs from the committed row's (steps 11 vs 10): the row is not reused, the cell runs
+    other_hashes = [bench.cell_sha256(j, ref) for j in other_steps]
+    planned, todo = bench.plan_grid(other_steps, rows[rows["source"] == "04_table.csv"], hashes=other_hashes)
+    assert planned == [] and todo == other_steps
+    # 03's row with the other setting is reused for that setting only; its row without a hash never is
+    planned, todo = bench.plan_grid(other_steps, rows, hashes=other_hashes)
+    assert [(p["source"], p["AUROC"]) for p in planned] == [("03_table.csv", 0.5)] and todo == other_steps[1:]
+    assert bench.plan_grid(jobs[:1], rows[rows["run_sha256"].isna()], hashes=hashes[:1])[1] == jobs[:1]
+    summary = bench.reuse_summary(jobs, rows, hashes).set_index("results file")
+    assert summary.iloc[:, 0].to_dict() == {"03_table.csv": 2, "04_table.csv": 1}
+    assert summary.iloc[:, 1].to_dict() == {"03_table.csv": 0, "04_table.csv": 1}
+    ran = bench.run_jobs([jobs[1]], ref, n_jobs=1, progress=False)
+    grid = bench.grid_frame(bench.plan_grid(jobs, rows, hashes=hashes)[0] + ran, jobs)
     assert list(grid["how"]) == ["reused", "ran"] and list(grid["data"]) == ["syn", "syn7"]
+    assert grid.loc[1, "run_sha256"] == hashes[1]
     assert np.isfinite(grid["AUROC"]).all() and np.isfinite(grid.loc[1, "pixel_AUROC"])
     assert grid.loc[1, "AUROC_ci_low"] <= grid.loc[1, "AUROC"] <= grid.loc[1, "AUROC_ci_high"]
     # a budget-limited plan lists the missing job without running it
-    planned, none = bench.plan_grid(jobs, rows, run_on=["syn"], fingerprints=fps)
+    planned, none = bench.plan_grid(jobs, rows, run_on=["syn"], hashes=hashes)
     assert none == [] and planned[-1]["how"] == "not run (budget)"
 
 
-def test_a_cell_takes_all_its_seeds_from_one_file_and_the_same_data():
-    jobs = bench.build_grid({**VALUES, "seeds": [0, 1, 2]})
-    row = {"dataset": "synthetic", "method": "AE", "variant": "default", "image_size": 32, "weights": "none",
-           "data_sha256": "aaaa", "n_test": 48}
-    rows = pd.DataFrame([{**row, "seed": 0, "AUROC": 0.6, "source": "03_x.csv"},
-                         {**row, "seed": 0, "AUROC": 0.7, "source": "05_y.csv"},
-                         {**row, "seed": 1, "AUROC": 0.71, "source": "05_y.csv"}])
-    planned, todo = bench.plan_grid(jobs, rows)
-    assert todo == []
-    assert [(p["seed"], p["how"], p["source"]) for p in planned] == [
-        (0, "reused", "05_y.csv"), (1, "reused", "05_y.csv"), (2, "not run (cell reused)", "")]
-    # another data file or another test-split size is another dataset: nothing is reused
-    for fp in ({"data_sha256": "bbbb", "n_test": 48}, {"data_sha256": "aaaa", "n_test": 600}):
-        _, todo = bench.plan_grid(jobs, rows, fingerprints={"syn": fp})
-        assert len(todo) == 3
-    # rows written before the columns existed are not checked on them
-    planned, todo = bench.plan_grid(jobs, rows.drop(columns=["data_sha256", "n_test"]),
-                                    fingerprints={"syn": {"data_sha256": "bbbb", "n_test": 1}})
-    assert todo == [] and [p["how"] for p in planned].count("reused") == 2
+def test_the_hash_covers_every_setting_of_a_cell():
+    jobs, ref = bench.build_grid(VALUES), _ref()
+    base = bench.cell_sha256(jobs[0], ref)
+    assert base == bench.cell_sha256(jobs[0], ref)
+    assert bench.cell_sha256(jobs[1], ref) == base  # the seed is matched on its own, not hashed
+    progress = {**VALUES["kwargs"]["conv_ae"], "progress": False, "device": "cuda"}  # how it runs, not what
+    assert bench.cell_sha256(bench.build_grid({**VALUES, "kwargs": {"conv_ae": progress}})[0], ref) == base
+    for change in ({"width": 16}, {"steps": 11}, {"loss": "l1"}):
+        kw = {"conv_ae": {**VALUES["kwargs"]["conv_ae"], **change}}
+        assert bench.cell_sha256(bench.build_grid({**VALUES, "kwargs": kw})[0], ref) != base, change
+    for spec in ({"size": 28}, {"n_train": 40}, {"n_val": 24}, {"channels": 3}):
+        values = {**VALUES, "data": {"syn": {**VALUES["data"]["syn"], **spec}}}
+        assert bench.cell_sha256(bench.build_grid(values)[0], _ref(values)) != base, spec
+    weights = bench.build_grid({**VALUES, "weights": {"conv_ae": "imagenet-lite"}})[0]
+    assert bench.cell_sha256(weights, ref) == base  # the weights a detector takes come from its settings
+    few_shot = dataclasses.replace(jobs[0], k=2)
+    assert bench.cell_sha256(few_shot, ref) != base
+
+
+def test_a_job_that_cannot_run_says_why():
+    bad = bench.build_grid({**VALUES, "kwargs": {"conv_ae": {**VALUES["kwargs"]["conv_ae"], "no_such_option": 1}}})
+    with pytest.raises(TypeError):
+        bench.run_job(bad[0], _ref())  # alone (e.g. the budget study), a job's error propagates
+    row = bench.run_job(bad[0], _ref(), errors="record")  # in the grid, its row says why
+    assert row["how"] == "ran" and row["status"].startswith("cannot run: TypeError") and np.isnan(row["AUROC"])
+    cells = bench.cell_stats(bench.grid_frame([row], bad[:1]))
+    assert cells.loc[0, "n_seeds"] == 0 and bench.cell_text(cells.iloc[0]).startswith("cannot run")
+
+
+def test_schedule_starts_the_named_detectors_first():
+    jobs = bench.build_grid({**VALUES, "methods": ["conv_ae", "deep_if", "patchcore"], "seeds": [0]})
+    assert [j.detector for j in bench.schedule(jobs, ["patchcore"])] == ["patchcore", "conv_ae", "deep_if"]
 
 
 def test_generated_datasets_with_other_seeds_have_other_fingerprints():
@@ -182,10 +211,35 @@ def test_cell_stats_leaderboard_and_ranking():
     ax = plot_stats(res, allow_insignificant=True)  # the notebook's critical-difference diagram
     assert {t.get_text() for t in ax.texts} >= {"good", "mid", "bad"}
     plt.close(ax.get_figure())
-    board = bench.leaderboard(cells, {"unsupervised": res})
+    board = bench.leaderboard(cells, {"unsupervised": res}, bench.resources(pd.DataFrame(rows)))
     assert list(board["method"][:3]) == ["good", "mid", "bad"] and np.isnan(board.set_index("method").loc[
         "partial", "mean_rank"])
-    assert {"method", "block", "n_datasets", "mean_rank", "mean_auroc", "AUROC d0"} <= set(board.columns)
+    assert {"method", "block", "n_datasets", "mean_rank", "mean_auroc", "AUROC d0", "below_chance",
+            "degenerate_threshold", "fit_seconds", "added_memory_MB"} <= set(board.columns)
+    # cost comes from the runs of the grid only: the reused row of 'partial' has none
+    assert np.isnan(board.set_index("method").loc["partial", "fit_seconds"])
+    reading = bench.reading_leaderboard(board)
+    assert reading.loc[0, "d0"].startswith("90.") and "[" in reading.loc[0, "d0"]  # mean ± std [seed CI]
+
+
+def test_cells_mark_below_chance_and_degenerate_thresholds():
+    def run(method, data, auroc, degenerate=False, **extra):
+        return dict(method=method, block="unsupervised", data=data, seed=0, how="ran", AUROC=auroc,
+                    AUROC_ci_low=auroc - 0.04, AUROC_ci_high=auroc + 0.04, F1=0.77, degenerate=degenerate,
+                    fit_seconds=1.0, score_seconds=0.1, added_memory_MB=10.0, status="completed", **extra)
+    grid = pd.DataFrame([run("inverted", "d0", 0.28, degenerate=True), run("coin", "d0", 0.51),
+                         run("good", "d0", 0.90),
+                         {**run("broken", "d0", np.nan), "status": "cannot run: ValueError: too small"}])
+    cells = bench.cell_stats(grid).set_index("method")
+    assert cells.loc["inverted", "chance"] == "below chance" and cells.loc["inverted", "degenerate"]
+    assert np.isnan(cells.loc["inverted", "F1_mean"])  # a constant prediction's F1 is no result
+    assert cells.loc["coin", "chance"] == "at chance" and cells.loc["good", "chance"] == "above chance"
+    texts = {m: bench.cell_text(c) for m, c in cells.iterrows()}
+    assert texts["inverted"] == "28.0 [24.0, 32.0] ↓ †" and texts["coin"].endswith("≈")
+    assert texts["good"] == "90.0 [86.0, 94.0]" and texts["broken"] == "cannot run: ValueError: too small"
+    board = bench.leaderboard(bench.cell_stats(grid)).set_index("method")
+    assert board.loc["inverted", "below_chance"] == 1 and board.loc["inverted", "degenerate_threshold"] == 1
+    assert board.loc["broken", "not_run"] == 1 and board.loc["broken", "n_datasets"] == 0
 
 
 def test_paper_vs_ours_difference_on_a_hand_made_frame():
@@ -222,9 +276,14 @@ def test_paper_vs_ours_marks_degenerate_thresholds_and_below_chance_models():
     out = bench.paper_vs_ours(printed, ours).set_index("metric")
     assert out.loc["F1", "degenerate_threshold"] and not out.loc["AUROC", "degenerate_threshold"]
     assert (out["auroc_vs_chance"] == "below chance").all()
+    table = bench.reading_tables(bench.paper_vs_ours(printed, ours))["P"].set_index("metric")
+    assert table.loc["F1", "ours"] == "—" and np.isnan(table.loc["F1", "difference"])  # not a result
+    assert "degenerate threshold" in table.loc["F1", "note"] and "below chance" in table.loc["AUROC", "note"]
+    assert table.loc["AUROC", "ours"] == pytest.approx(29.0)
     healthy = ours.assign(AUROC=0.8, AUROC_ci_low=0.75, AUROC_ci_high=0.85, SEN=0.7, SPE=0.8, degenerate=False)
     out = bench.paper_vs_ours(printed, healthy).set_index("metric")
     assert not out["degenerate_threshold"].any() and (out["auroc_vs_chance"] == "above chance").all()
+    assert "chance" not in bench.reading_tables(out.reset_index())["P"].set_index("metric").loc["AUROC", "note"]
 
 
 def test_config_reads_every_papers_numbers_and_matches_wscxr_and_dpa_settings():
@@ -252,3 +311,44 @@ def test_config_reads_every_papers_numbers_and_matches_wscxr_and_dpa_settings():
     assert "2 of 10 CIFAR-10 classes" in deep_geo.loc[("default", "CIFAR10"), "reason"]
     assert np.isfinite(auroc.loc[("DPA", "Table 2", "DPA (w/o p.g.)", "weakly-supervised", "NIH (a subset)"),
                                  "ours"])
+
+
+def test_conclusions_and_figures_of_a_ranked_grid():
+    """The paths only the cpu and paper profiles take (a rank test over five datasets, a weak block, pixel AUROC,
+    paper vs ours), on a made-up grid: every sentence is generated, every figure has its legend."""
+    import matplotlib.pyplot as plt
+
+    from adlib.plots import figure_problems
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for d in range(5):
+        for m, block, base in (("good", "unsupervised", 0.9), ("mid", "unsupervised", 0.75),
+                               ("inverted", "unsupervised", 0.3), ("weak", "weakly supervised (K=16)", 0.95)):
+            a = base + rng.normal(0, 0.01)
+            rows.append(dict(method=m, block=block, data=f"d{d}", dataset=f"d{d}", seed=0, how="ran", AUROC=a,
+                             AUROC_ci_low=a - 0.03, AUROC_ci_high=a + 0.03, F1=0.7, degenerate=m == "inverted",
+                             variant="default" if block == "unsupervised" else "K=16", status="completed",
+                             pixel_AUROC=0.8 if d == 0 else np.nan, fit_seconds=1.0 + (m == "good"),
+                             score_seconds=0.1, added_memory_MB=10.0))
+    grid = pd.DataFrame(rows)
+    cells, cost = bench.cell_stats(grid), bench.resources(grid)
+    ranks, tables, notes = {}, {}, {}
+    for block in cells["block"].unique():
+        ranks[block], tables[block], notes[block] = bench.rank_methods(cells, block)
+    assert ranks["weakly supervised (K=16)"] is None and "nothing to rank" in notes["weakly supervised (K=16)"]
+    board = bench.leaderboard(cells, ranks, cost)
+    vs = pd.DataFrame([dict(paper="P", metric="AUROC", ours=80.0, printed=85.0, difference=-5.0,
+                            auroc_vs_chance="above chance", degenerate_threshold=False)])
+    text = "\n".join(bench.conclusions(grid, cells, board, ranks, tables, notes, vs, cost))
+    for part in ("covers 3 of the 3 unsupervised detectors on 5 datasets", "**good** (1.00", "Friedman",
+                 "5 are **below chance**", "inverted on d0", "good against mid", "good better on 5",
+                 "weak, weakly supervised (K=16)", "pixel AUROC", "Paper vs ours: 1 printed AUROCs",
+                 "from 1.0 s (mid) to 2.0 s (good)"):
+        assert part in text, part
+    for fig in (bench.auroc_bars(cells), bench.cost_panels(cost)):
+        assert figure_problems(fig) == [], figure_problems(fig)
+        plt.close(fig)
+    fig = bench.critical_difference(ranks["unsupervised"], 5)
+    assert "Critical-difference" in fig._suptitle.get_text()
+    plt.close(fig)

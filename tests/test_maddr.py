@@ -1,6 +1,9 @@
 """MADDR (notebook 05): the losses of Eqs. 2-4, the heads' labels, mixup bookkeeping, and the wrapper's contract over
 every registered detector that declares a latent code. Tiny networks on synthetic phantoms, one CPU thread."""
+import copy
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -166,6 +169,56 @@ def test_wrapper_contract(name, phantoms):
     assert diag["training accuracy (last 20 steps)"].between(0, 1).all()
 
 
+@pytest.fixture(scope="module")
+def tiny_maddr(phantoms):
+    return MADDR("ganomaly", TINY["ganomaly"], category_dims=3, mixup=False, seed=0, progress=False).fit(
+        phantoms.train, phantoms.val)
+
+
+def test_head_labels_map_to_the_true_labels(tiny_maddr, phantoms, monkeypatch):
+    """The chain label -> training target index -> head output index -> predicted name is one mapping: a head
+    whose logits are the one-hot of each image's true class is scored 1.0, and its confusion matrix is diagonal
+    (a label-mapping bug, e.g. a head scoring far below the most frequent class, fails here)."""
+    from adlib.methods.maddr.experiments import head_confusions, head_diagnostics
+
+    model, hook = tiny_maddr, tiny_maddr.hook
+    trained = copy.deepcopy(hook)  # the training targets of these images: index i stands for vocab[i]
+    trained.setup(hook.dim, torch.device("cpu"), phantoms.train)
+    for h in hook.heads:
+        names = np.asarray(hook.vocab[h])[trained.codes[h].cpu().numpy()]
+        assert names.tolist() == phantoms.train.domains[h].astype(str).tolist()
+    test = with_domains(phantoms.test.subset(np.arange(len(phantoms.test))))
+    truth = {h: maddr_wrapper.encode_labels(test.domains[h], hook.vocab[h]) for h in hook.heads}
+    monkeypatch.setattr(model, "latent_parts", lambda images, *a, **k: {
+        h: np.eye(hook.category_dims, dtype=np.float32)[truth[h]] for h in hook.heads})
+    with torch.no_grad():
+        for h, clf in hook.classifiers.items():
+            clf.weight.copy_(torch.eye(clf.out_features, clf.in_features))
+            clf.bias.zero_()
+    pred = model.predict_domains(test)
+    assert all(pred[h].tolist() == test.domains[h].astype(str).tolist() for h in hook.heads)
+    assert (head_diagnostics(model, test)["accuracy (kept weights)"] == 1.0).all()
+    fig = head_confusions(model, test)
+    for ax, h in zip([a for a in fig.axes if a.get_label() != "<colorbar>"], hook.heads):
+        counts = np.asarray(ax.collections[0].get_array()).reshape(len(hook.vocab[h]), -1)
+        assert np.count_nonzero(counts - np.diag(np.diag(counts))) == 0 and counts.sum() == len(test)
+
+
+def test_batch_statistics_leave_the_model_unchanged(tiny_maddr, phantoms):
+    model = tiny_maddr
+    before = {k: v.clone() for m in model._modules() for k, v in m.state_dict().items()}
+    whole = model.latent_parts(phantoms.test, batch_size=len(phantoms.test), batch_statistics=True)
+    after = {k: v for m in model._modules() for k, v in m.state_dict().items()}
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running averages untouched
+    clone = copy.deepcopy(model)  # one batch: the same statistics whatever the order, so rows come back in place
+    for m in clone._modules():
+        m.train()
+    with torch.no_grad():
+        z = clone.base.encode_latent(phantoms.test.float_images()).flatten(1).numpy()
+    assert np.allclose(whole["z"], z, atol=1e-5)
+    assert set(model.predict_domains(phantoms.test, batch_statistics=True)["organ"]) <= set(ORGANS)
+
+
 def test_unwrapped_detector_phases_are_untouched():
     det = create("ganomaly", nz=16, width=8, device="cpu", progress=False)
     phases = [object()]
@@ -181,3 +234,20 @@ def test_wrapped_detector_beats_chance_on_synthetic_lesions():
     model = MADDR("ganomaly", dict(nz=32, width=8, steps=100, batch_size=32, eval_every=50, device="cpu"),
                   category_dims=4, mixup_from=70, seed=0, progress=False).fit(train, p.val)
     assert auroc(p.test.labels, model.score(p.test)) > 0.6
+
+
+def test_head_sentences_say_what_was_measured():
+    from adlib.methods.maddr.conclusions import head_sentences, head_summary
+
+    row = {"method": "f-AnoGAN", "head": "modality", "accuracy (kept weights)": 0.144,
+           "accuracy (batch statistics)": 0.528, "always the most frequent": 0.529,
+           "training accuracy at the kept step": 0.55, "training accuracy (last 20 steps)": 0.96, "kept step": 25,
+           "steps": 180, "checkpoint criterion": "val_auroc"}
+    unexplained = {**row, "method": "X", "accuracy (batch statistics)": 0.15, "training accuracy at the kept step": 0.96,
+                   "kept step": 180}
+    good = {**row, "method": "X", "head": "organ", "accuracy (kept weights)": 0.99}
+    (f_anogan, x) = head_sentences(pd.DataFrame([row, unexplained, good]))
+    assert "14.4%, below always-the-most-frequent (52.9%)" in f_anogan and "kept step 25 of 180" in f_anogan
+    assert "52.8%" in f_anogan and "not a label mapping" in f_anogan
+    assert "check the label mapping" in x and "99.0%" in x and "not a label mapping" not in x
+    assert head_summary(pd.DataFrame([row, good])).startswith("1 of 2 heads")

@@ -196,8 +196,12 @@ def test_paper_numbers_side_by_side():
     assert row["ours - paper"] == pytest.approx(-10.4)
 
 
-def test_publish_drops_injected_parameters_and_refuses_errors(tmp_path):
+def test_publish_drops_injected_parameters_and_refuses_errors(tmp_path, monkeypatch):
     import nbformat
+
+    import adlib.publish
+
+    monkeypatch.setattr(adlib.publish, "git_commit", lambda: "abcdef123456")
 
     from adlib.publish import publish
 
@@ -211,11 +215,17 @@ def test_publish_drops_injected_parameters_and_refuses_errors(tmp_path):
     nbformat.write(nb, executed)
     out = nbformat.read(publish(executed, tmp_path), as_version=4)
     assert [c.source for c in out.cells] == ["profile = None", "print(profile)"]
-    assert out.metadata["adlib"]["executed_with"] == {"profile": "cpu"}
+    assert out.metadata["adlib"]["executed_with"] == {"profile": "cpu", "git_commit": "abcdef123456"}
 
     nb.cells[2].outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="x", traceback=[])]
     nbformat.write(nb, executed)
     with pytest.raises(SystemExit, match="error output"):
+        publish(executed, tmp_path)
+
+    nb.cells[2].outputs = []
+    nbformat.write(nb, executed)
+    monkeypatch.setattr(adlib.publish, "git_commit", lambda: "abcdef123456+dirty")
+    with pytest.raises(SystemExit, match="uncommitted code"):  # outputs of uncommitted code are never published
         publish(executed, tmp_path)
 
 
@@ -389,3 +399,19 @@ def test_detail_diagnostic_sees_a_score_that_is_only_detail():
     d = detail_diagnostic(score, images)
     assert d["detail_AUROC"] == d["score_AUROC"] == 0.0 and d["spearman_score_detail"] == pytest.approx(1.0)
     assert plots.figure_problems(plots.score_vs_detail(score, fine_detail(images), images.labels)) == []
+
+
+def test_readme_wall_time_table_names_the_commit_each_notebook_ran_at(tmp_path):
+    import nbformat
+
+    from adlib.report import readme_wall_time_block
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"duration": 61.0, "start_time": "2026-12-03T16:00:00"}
+    nb.metadata["adlib"] = {"executed_with": {"profile": "cpu", "git_commit": "abcdef123456"}}
+    nbformat.write(nb, tmp_path / "00_x.ipynb")
+    del nb.metadata["adlib"]
+    nbformat.write(nb, tmp_path / "01_y.ipynb")
+    block = readme_wall_time_block(tmp_path)
+    assert "| 00_x | cpu |" in block and "`abcdef123456`" in block
+    assert "| 01_y |" in block and "not recorded" in block

@@ -48,9 +48,9 @@ def test_the_checker_finds_stderr_spam_and_long_cells():
     assert any("30 lines" in p for p in hygiene_problems(_notebook([(long, [])])))
 
 
-# Notebooks executed before these rules (long discussion cells, repeated backbone lines, a stderr warning). They are
-# re-executed from their new sources once, for all open issues; a strict xfail then fails until its name leaves here.
-PREDATE_THE_RULES = {"01", "02", "03", "04", "05", "06", "07"}
+# Notebooks executed before these rules (none since the re-execution of December 2026): a strict xfail for each name
+# listed here, which fails as soon as that notebook is clean, so the list cannot outlive its reason.
+PREDATE_THE_RULES: set[str] = set()
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="executed before the "

@@ -88,6 +88,11 @@ def test_inverted_models_are_both_below_chance_not_ranked():
     assert c.outcome == "both below chance" and c.label == "both below chance"
     # one below chance, one above: an ordinary comparison
     assert compare(rows("SALAD", [0.74, 0.75, 0.73]), rows("AE", [0.28, 0.27, 0.30])).outcome == "better"
+    # one at chance, one below: neither detects, so neither is "better" (a below-chance model is not "worse")
+    c = compare(rows("SSIM-AE", [0.46, 0.48, 0.50]), rows("AE", [0.28, 0.27, 0.30]))
+    assert c.outcome == "not comparable" and c.label == "not comparable (neither above chance)"
+    assert order_claim({"SSIM-AE": rows("SSIM-AE", [0.46, 0.48, 0.50]), "AE": rows("AE", [0.28, 0.27, 0.30])},
+                       "SSIM-AE > AE").verdict == "undecided"
 
 
 def test_degenerate_rows_are_never_ranked_on_threshold_metrics():

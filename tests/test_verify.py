@@ -245,9 +245,6 @@ def test_provenance_marks_uncommitted_notebook_sources_and_configs_dirty(repo):
     git_commit.cache_clear()
 
 
-@pytest.mark.xfail(strict=True, reason="the committed outputs were executed on uncommitted (+dirty) trees and "
-                                       "before later code changes; passes once they are re-executed from a "
-                                       "clean commit and committed on top of it (issue 18)")
 def test_committed_outputs_come_from_committed_current_code():
     findings = verify.stale_outputs(ROOT)
     assert not findings, f"{len(findings)} stale output(s), e.g.:\n" + "\n".join(map(str, findings[:10]))

@@ -171,3 +171,33 @@ def test_wscxr_needs_anomalies_and_detector_api_on_images(synthetic_features):
     maps = det.anomaly_maps(protocol.test.subset(np.arange(3)))
     assert maps.shape == (3, 64, 64)
     assert det.weights == "random"
+
+
+def test_cutpaste_curve_records_without_changing_the_training():
+    """The diagnostic curve of notebook 06 (validation AUROC and pretext-task accuracy over training) cuts the run
+    into chunks that resume from a checkpoint: the trained model must be exactly the one of a plain fit."""
+    protocol = make_synthetic_protocol(n_train=32, n_val=24, n_test=16, size=32)
+    kw = dict(arch="efficientnet_lite0", weights="random", steps=5, batch_size=8, freeze_until="stage4",
+              input_size=32, progress=False, seed=3)
+    plain = create("cutpaste", **kw).fit(protocol.train)
+    traced = create("cutpaste", curve_every=2, **kw).fit(protocol.train, val=protocol.val)
+    np.testing.assert_array_equal(plain.score(protocol.test), traced.score(protocol.test))
+    curve = traced.history.extras["curve"]
+    assert curve["step"] == [0, 2, 4, 5] and traced.history.status == "completed"
+    assert all(0 <= a <= 1 for a in curve["val_AUROC"] + curve["task_accuracy"])
+    with pytest.raises(TestDataError):  # the curve is a validation-split measurement only
+        create("cutpaste", curve_every=2, **kw).fit(protocol.train, val=protocol.test)
+
+
+def test_authors_protocol_diagnostic_is_an_oracle_on_the_test_set():
+    """The authors' protocol: the best *test* epoch and Youden's J on test (so at least as good as any threshold)."""
+    from types import SimpleNamespace
+
+    from adlib.methods.wscxr import authors_protocol_diagnostic
+
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    history = SimpleNamespace(extras={"diagnostic_auroc": [0.5, 1.0], "steps_per_epoch": 2,
+                                      "diagnostic_scores": [np.zeros(6), np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])]},
+                              eval_steps=[2, 4])
+    out = authors_protocol_diagnostic(history, labels)
+    assert out == {"AUROC": 1.0, "ACC": 1.0, "F1": 1.0, "epoch": 2}

@@ -6,7 +6,9 @@ imports a method module. ``$ADLIB_RAY_ADDRESS`` names a Ray cluster (``ray`` is 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -19,17 +21,38 @@ from .grid import ConfigRef, Job, _grid_row, _protocol, _thawed
 RAY_ENV = "ADLIB_RAY_ADDRESS"
 
 
-def run_job(job: Job, ref: ConfigRef, threads: int | None = 1) -> dict:
+def run_job(job: Job, ref: ConfigRef, threads: int | None = 1, errors: str = "raise") -> dict:
     """Run one job through `adlib.experiment.run_experiment` and return its grid row (also pixel AUROC where the
-    test split has lesion masks and the detector gives anomaly maps)."""
+    test split has lesion masks and the detector gives anomaly maps).
+
+    What the run prints (a backbone announcing its weights, once per worker process) is kept out of the notebook:
+    the row records the weights. With ``errors="record"`` (the grid's `run_jobs`), a job that raises gets a row
+    with status 'cannot run: <the error>' and no metrics, so that the grid says why the cell is empty instead of
+    stopping; with "raise" (the default) the error propagates."""
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            row = _run_experiment_row(job, ref)
+    except Exception as err:  # noqa: BLE001 - the grid records why a cell could not run
+        if errors != "record":
+            raise
+        message = " ".join(str(err).split())[:300]
+        row = {"status": f"cannot run: {type(err).__name__}: {message}", "weights": job.weights}
+    if str(row.get("weights")) != job.weights and not str(row.get("status", "")).startswith("cannot run"):
+        row["status"] = f"{row.get('status', 'completed')}; weights {row.get('weights')!r}, expected {job.weights!r}"
+    return _grid_row(job, row, "ran", "07_benchmark")
+
+
+def _run_experiment_row(job: Job, ref: ConfigRef) -> dict:
     from ..data import few_shot_anomalies
     from ..experiment import run_experiment
     from ..metrics import pixel_auroc
 
-    if threads:
-        torch.set_num_threads(threads)
     cfg = ref.config()
     protocol = _protocol(ref.data_spec(job.data_key))
     kw = dict(_thawed(job.kwargs) or {})
@@ -39,16 +62,14 @@ def run_job(job: Job, ref: ConfigRef, threads: int | None = 1) -> dict:
                             variant=job.variant, anomalies=anomalies, use_val_in_fit=True, detector_kwargs=kw,
                             dataset=job.dataset, image_size=job.image_size,
                             **({"K": job.k} if job.k is not None else {}),
-                            **({"steps": kw["steps"]} if "steps" in kw else {}))
+                            **({"steps": kw["steps"]} if "steps" in kw else {}),
+                            **({"width": kw["width"]} if "width" in kw else {}))
     row = dict(result.row)
     det, test = result.detector, protocol.test
     if result.ok and test.masks is not None and det is not None and det.supports("anomaly_maps"):
         maps = det.anomaly_maps(test)
         row["pixel_AUROC"] = pixel_auroc(np.asarray(test.masks), maps)
-    if str(row.get("weights")) != job.weights:
-        warnings.warn(f"{job.method} on {job.data_key}: the detector reports weights {row.get('weights')!r}, the "
-                      f"configuration expects {job.weights!r}; later re-runs will not find this row")
-    return _grid_row(job, row, "ran", "07_benchmark")
+    return row
 
 
 def _ray_backend():
@@ -142,15 +163,23 @@ def _run_in_order(indices, jobs, ref, threads, backend, n_jobs):
     from joblib import Parallel, delayed
 
     if backend in ("loky", "threading", "multiprocessing", "sequential"):
-        results = Parallel(return_as="generator")(delayed(run_job)(jobs[i], ref, threads) for i in indices)
+        results = Parallel(return_as="generator")(delayed(run_job)(jobs[i], ref, threads, "record")
+                                                  for i in indices)
         yield from zip(indices, results)
         return
     chunk = 4 * (int(n_jobs) if int(n_jobs) > 0 else os.cpu_count() or 1)
     for start in range(0, len(indices), chunk):
         part = indices[start:start + chunk]
-        yield from zip(part, Parallel()(delayed(run_job)(jobs[i], ref, threads) for i in part))
+        yield from zip(part, Parallel()(delayed(run_job)(jobs[i], ref, threads, "record") for i in part))
 
 
 def _json_value(value):
     """numpy scalars in a row, for json."""
     return value.item() if hasattr(value, "item") else str(value)
+
+
+def schedule(jobs: list[Job], first=()) -> list[Job]:
+    """The jobs in the order to run them: those of the detectors named in ``first`` (the longest ones) before the
+    others, each group in grid order, so that two workers do not end on one long job while the other idles."""
+    rank = {name: i for i, name in enumerate(first)}
+    return sorted(jobs, key=lambda job: rank.get(job.detector, len(rank)))

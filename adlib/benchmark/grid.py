@@ -20,7 +20,7 @@ ROW_COLUMNS = ["AUROC", "AUROC_ci_low", "AUROC_ci_high", "AUROC_medmnist_exact",
                "val_AUROC", "pixel_AUROC", "checkpoint_criterion", "best_step", "fit_seconds", "score_seconds",
                "peak_memory_MB", "added_memory_MB", "fit_images_per_s", "score_images_per_s", "status",
                "data_source", "data_sha256", "n_val", "n_test", "profile",
-               "steps", "width", "threads", "device", "config_sha256", "git_commit"]
+               "steps", "width", "threads", "device", "config_sha256", "run_sha256", "git_commit"]
 
 
 def weak_block(k: int) -> str:

@@ -61,6 +61,7 @@ def printed_numbers(sources: dict) -> pd.DataFrame:
         frame["_variants"] = [tuple(src.get("our_variants", ()))] * len(frame)
         frame["_size"] = src.get("paper_image_size", np.nan)
         frame["_weights"] = src.get("paper_weights", "")
+        frame["_paper_threshold"] = src.get("paper_threshold_rule", "")
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True)
     return out[out["metric"].isin(["AUROC", "ACC", "F1", "SEN", "SPE", "AP"])].reset_index(drop=True)
@@ -148,6 +149,7 @@ def paper_vs_ours(printed: pd.DataFrame, rows: pd.DataFrame,
                                                        classes])) if not ours.empty else
                         ("no run of ours" if p["our_dataset"] else "dataset not available here"),
                         **_marks(ours, p["metric"]),
+                        paper_threshold=p.get("_paper_threshold", "") if _is_threshold(p["metric"]) else "",
                         source=ours["source"].iloc[0] if not ours.empty else ""))
     return pd.DataFrame(out)
 
@@ -162,3 +164,66 @@ def _marks(ours: pd.DataFrame, metric: str) -> dict:
     group = ours.assign(variant="default", method=ours["method"].iloc[0], dataset="pooled")  # one cell, as averaged above
     degenerate = bool(is_threshold_metric(metric) and stats(group, metric).degenerate)
     return {"auroc_vs_chance": chance_status(group, "AUROC"), "degenerate_threshold": degenerate}
+
+
+def _is_threshold(metric: str) -> bool:
+    from ..verdicts import is_threshold_metric
+
+    return is_threshold_metric(str(metric))
+
+
+_SHORT_REASONS = ((r"^data substitute \((.+?) -> ours: (.+)\)$", "substitute data"),
+                  (r"^same images, rebuilt file.*", "paper's images, rebuilt file"),
+                  (r"^image size \((\d+) px -> ours ([\d/]+) px\)$", r"\2 px (paper \1)"),
+                  (r"^weights \((.+?) -> ours (.+)\)$", r"\2 weights (paper \1)"),
+                  (r"^budget \((.+?) profile(?:, (.+?))?\)$", r"\1 budget \2"))
+
+
+def short_reason(reason: str) -> str:
+    """The reasons of `reasons` in a few words each (the full text stays in the CSV)."""
+    import re
+
+    parts = []
+    for part in filter(None, (p.strip() for p in str(reason or "").split(";"))):
+        for pattern, repl in _SHORT_REASONS:
+            if re.match(pattern, part):
+                part = re.sub(pattern, repl, part).strip()
+                break
+        parts.append(part)
+    return "; ".join(parts)
+
+
+def reading_tables(vs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every printed number that has a counterpart of ours, one table per paper, for reading: table, dataset
+    (paper's -> ours), method, variant, metric, paper, ours, difference (ours - paper, points) and a note: our
+    AUROC below / at chance (on every metric of that model), a degenerate validation threshold (then ours and the
+    difference are '—': a constant prediction is no result), the paper's own threshold rule where it is an oracle,
+    and why the numbers differ."""
+    out = {}
+    for paper, g in vs[vs["ours"].notna()].groupby("paper", sort=False):
+        rows = []
+        for _, r in g.iterrows():
+            degenerate = bool(r.get("degenerate_threshold", False)) and _is_threshold(r["metric"])
+            chance = r.get("auroc_vs_chance")
+            notes = [f"our AUROC {chance}" if isinstance(chance, str) and chance in ("below chance", "at chance")
+                     else "",
+                     "degenerate threshold: not a result" if degenerate else "",
+                     f"paper's threshold: {r['paper_threshold']}" if r.get("paper_threshold") else "",
+                     short_reason(r["reason"])]
+            rows.append({"table": r["table"], "dataset": f"{r['dataset_paper']} → {r['dataset_ours']}",
+                         "method": r["method"], "variant": r["variant"], "metric": r["metric"],
+                         "paper": r["printed"], "ours": "—" if degenerate else r["ours"],
+                         "difference": np.nan if degenerate else r["difference"],
+                         "seeds": int(r["n_seeds"]), "note": "; ".join(n for n in notes if isinstance(n, str) and n)})
+        out[str(paper)] = pd.DataFrame(rows)
+    return out
+
+
+def unmatched_summary(vs: pd.DataFrame) -> pd.DataFrame:
+    """Per paper: printed numbers, those with a counterpart of ours, and why the others have none."""
+    rows = []
+    for paper, g in vs.groupby("paper", sort=False):
+        missing = g[g["ours"].isna()]["reason"].value_counts()
+        rows.append({"paper": paper, "printed numbers": len(g), "with ours": int(g["ours"].notna().sum()),
+                     **{f"none: {k}": int(v) for k, v in missing.items()}})
+    return pd.DataFrame(rows).fillna(0)

@@ -1,7 +1,10 @@
 """Reuse of the rows the paper notebooks already wrote: a grid cell that ran before is not run again.
 
-A row with the same dataset, image size, method, seed, weights source (and K for a weakly supervised method) and,
-where both have it, the same data file and test-split size, is *reused*; `plan_grid` splits the grid into those
+A row is *reused* for a grid cell only when it is the cell's method, dataset, image size, seed and variant (K) AND its
+configuration hash (``run_sha256``, written by `adlib.experiment.run_experiment` for a detector created by name)
+equals the cell's (`cell_sha256`): the same detector settings (steps, width, ...), weights, image size and channels,
+data file and split sizes, few-shot anomalies and threshold rule. A row without the hash (written before rows
+recorded it, or by a run that built its detector itself) is never reused. `plan_grid` splits the grid into reused
 rows and the jobs still to run.
 """
 from __future__ import annotations
@@ -11,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import results_dir
-from .grid import ConfigRef, Job, _grid_row, _protocol
+from .grid import ConfigRef, Job, _grid_row, _protocol, _thawed
 
 
 def existing_rows(folder: Path | None = None, exclude_prefix: str = "07_") -> pd.DataFrame:
@@ -37,85 +40,103 @@ def existing_rows(folder: Path | None = None, exclude_prefix: str = "07_") -> pd
     return out
 
 
-FINGERPRINT_COLUMNS = ("data_sha256", "n_test")  # the evaluation data a reused row must share with the job
+FINGERPRINT_COLUMNS = ("data_sha256", "n_train", "n_val", "n_test", "channels")  # what identifies a dataset
 
 
 def data_fingerprint(ref: "ConfigRef", key: str) -> dict:
-    """What identifies a dataset of the configuration's grid: its file's (or generated images') hash and the
-    size of its test split (after caps). Rows written before a column existed are not checked on it."""
+    """What identifies a dataset of the configuration's grid: its file's (or generated images') hash, its channel
+    count and the sizes of its splits (after caps)."""
     prot = _protocol(ref.data_spec(key))
-    return {"data_sha256": prot.data_sha256()[:16], "n_test": len(prot.test)}
+    return {"data_sha256": prot.data_sha256()[:16], "n_train": len(prot.train), "n_val": len(prot.val),
+            "n_test": len(prot.test), "channels": prot.train.channels}
 
 
-def matching_rows(job: Job, rows: pd.DataFrame, reuse_variants=("default", "unsupervised", "per dataset"),
-                  fingerprint: dict | None = None) -> pd.DataFrame:
-    """Every row that ran ``job``'s configuration: dataset, image size, method, seed, weights, K, and (where
-    both the row and ``fingerprint`` have it) the same data file and test-split size."""
+def cell_sha256(job: Job, ref: "ConfigRef") -> str:
+    """The configuration hash a run of ``job`` records (`adlib.experiment.run_config_sha256`, column
+    ``run_sha256``): detector settings (steps, width, ...), weights, image size and channels, data file and split
+    sizes, the few-shot anomalies of its K and seed, and the threshold rule. A row is reused only when its
+    ``run_sha256`` equals this."""
+    from ..data import few_shot_anomalies
+    from ..experiment import run_config_sha256, weights_of
+
+    prot = _protocol(ref.data_spec(job.data_key))
+    kw = dict(_thawed(job.kwargs) or {})
+    anomalies = few_shot_anomalies(prot, job.k, seed=job.seed) if job.k is not None else None
+    return run_config_sha256(job.detector, kw, prot, image_size=job.image_size, anomalies=anomalies,
+                             use_val_in_fit=True, weights=weights_of(job.detector, kw))
+
+
+def _same_cell(job: Job, rows: pd.DataFrame, reuse_variants) -> pd.DataFrame:
+    """Rows of ``job``'s dataset, image size, method (any of its names), seed and variant (K), whatever settings
+    they ran with."""
     if rows.empty:
         return rows
     variants = set(reuse_variants) if job.k is None else {job.variant}
-    hit = rows[(rows["dataset"].astype(str) == job.dataset) & (rows["image_size"].astype(int) == job.image_size)
-               & rows["method"].isin(job.aliases) & (rows["seed"].astype(int) == job.seed)
-               & (rows["weights"].astype(str) == job.weights) & rows["variant"].isin(variants)]
-    if "K" in hit.columns and job.k is not None:
-        hit = hit[hit["K"].isna() | (pd.to_numeric(hit["K"], errors="coerce") == job.k)]
-    for col, want in (fingerprint or {}).items():
-        if col in hit.columns:
-            known = hit[col].notna() & (hit[col].astype(str) != "")
-            hit = hit[~known | (hit[col].astype(str).str.replace(r"\.0$", "", regex=True) == str(want))]
-    return hit
+    return rows[(rows["dataset"].astype(str) == job.dataset)
+                & (pd.to_numeric(rows["image_size"], errors="coerce") == job.image_size)
+                & rows["method"].isin(job.aliases) & (pd.to_numeric(rows["seed"], errors="coerce") == job.seed)
+                & rows["variant"].isin(variants)]
+
+
+def matching_rows(job: Job, rows: pd.DataFrame, reuse_variants=("default", "unsupervised", "per dataset"),
+                  sha256: str | None = None) -> pd.DataFrame:
+    """The rows that ran exactly ``job``'s configuration: the cell's dataset, size, method, seed and variant, and a
+    ``run_sha256`` equal to ``sha256`` (`cell_sha256`). Without a hash, or for rows written before runs recorded
+    one, nothing matches: a row whose settings cannot be shown to be the cell's is never reused."""
+    hit = _same_cell(job, rows, reuse_variants)
+    if hit.empty or not sha256 or "run_sha256" not in hit.columns:
+        return hit.iloc[0:0]
+    return hit[hit["run_sha256"].astype(str) == str(sha256)]
 
 
 def matching_row(job: Job, rows: pd.DataFrame, reuse_variants=("default", "unsupervised", "per dataset"),
-                 fingerprint: dict | None = None):
+                 sha256: str | None = None):
     """The first row that ran ``job``'s configuration (see `matching_rows`), or None."""
-    hit = matching_rows(job, rows, reuse_variants, fingerprint)
+    hit = matching_rows(job, rows, reuse_variants, sha256)
     return None if hit.empty else hit.iloc[0].to_dict()
+
+
+def reuse_summary(jobs: list[Job], rows: pd.DataFrame, hashes: list[str],
+                  reuse_variants=("default", "unsupervised", "per dataset")) -> pd.DataFrame:
+    """Per results file: how many of its rows are a cell of the grid by method, dataset, image size and seed, and
+    how many of those also have the cell's configuration hash (reusable); the others ran other settings (or were
+    written before rows recorded the hash)."""
+    alike: set = set()
+    same: set = set()
+    for job, sha in zip(jobs, hashes):
+        alike.update(_same_cell(job, rows, reuse_variants).index)
+        same.update(matching_rows(job, rows, reuse_variants, sha).index)
+    columns = ["results file", "rows that are a grid cell (method, dataset, size, seed)",
+               "with the cell's configuration hash (reusable)"]
+    if not alike:
+        return pd.DataFrame(columns=columns)
+    src = rows.loc[sorted(alike), "source"].astype(str)
+    out = pd.DataFrame({columns[0]: src, "ok": [i in same for i in src.index]})
+    return out.groupby(columns[0]).agg(**{columns[1]: ("ok", "size"), columns[2]: ("ok", "sum")}).reset_index()
 
 
 def plan_grid(jobs: list[Job], rows: pd.DataFrame, *, run_on: list[str] | None = None,
               run_seeds: list[int] | dict | None = None, reuse: bool = True,
               reuse_variants=("default", "unsupervised", "per dataset"),
-              fingerprints: dict | None = None) -> tuple[list[dict], list[Job]]:
+              hashes: list[str] | None = None) -> tuple[list[dict], list[Job]]:
     """Split the grid into reused rows and the jobs to run.
 
-    A cell (detector, dataset, K) takes all its reused seeds from ONE results file, the one that ran the most of
-    its seeds (the lower-numbered notebook on a tie), so a cell never mixes two notebooks' budgets; its other
-    seeds are listed as 'not run (cell reused)'. A cell that no file ran runs here, on the datasets (keys) of
-    ``run_on`` and the seeds of ``run_seeds`` (None: all; ``run_seeds`` may also map a dataset key to its
-    seeds, the others then take all); the rest is listed as 'not run (budget)'. ``fingerprints``:
-    {dataset key: `data_fingerprint`}. Returns (grid rows so far, jobs to run)."""
-    def seeds_of(key):
-        return run_seeds.get(key) if hasattr(run_seeds, "get") else run_seeds
-
-    cells: dict[tuple, list[int]] = {}
-    for i, job in enumerate(jobs):
-        cells.setdefault((job.detector, job.method, job.data_key, job.k), []).append(i)
-    decided: dict[int, tuple] = {}
-    for members in cells.values():
-        hits = {i: matching_rows(jobs[i], rows, reuse_variants, (fingerprints or {}).get(jobs[i].data_key))
-                if reuse else pd.DataFrame() for i in members}
-        counts: dict[str, int] = {}
-        for hit in hits.values():
-            for src in dict.fromkeys(hit["source"].astype(str)) if len(hit) else ():
-                counts[src] = counts.get(src, 0) + 1
-        best = min(counts, key=lambda src: (-counts[src], src)) if counts else None
-        for i in members:
-            job = jobs[i]
-            if best is not None:
-                hit = hits[i][hits[i]["source"].astype(str) == best] if len(hits[i]) else hits[i]
-                decided[i] = ("reused", hit.iloc[0].to_dict()) if len(hit) else ("not run (cell reused)", {})
-                continue
-            seeds = None if run_seeds is None else seeds_of(job.data_key)
-            if (run_on is None or job.data_key in run_on) and (seeds is None or job.seed in seeds):
-                decided[i] = ("run", None)
-            else:
-                decided[i] = ("not run (budget)", {})
+    A job (detector, dataset, seed[, K]) is reused when a row has its configuration hash (`matching_rows`; the
+    lower-numbered notebook's row when several have it); any other job runs here, on the datasets (keys) of
+    ``run_on`` and the seeds of ``run_seeds`` (None: all; ``run_seeds`` may also map a dataset key to its seeds,
+    the others then take all); the rest is listed as 'not run (budget)'. Since a reused row has the cell's very
+    configuration, a cell may mix reused and new seeds. ``hashes``: each job's `cell_sha256` (in the jobs' order);
+    without them nothing is reused. Returns (grid rows so far, jobs to run)."""
     planned, todo = [], []
     for i, job in enumerate(jobs):
-        how, row = decided[i]
-        if how == "run":
+        hit = matching_rows(job, rows, reuse_variants, hashes[i] if hashes else None) if reuse else rows.iloc[0:0]
+        if len(hit):
+            row = hit.sort_values("source", kind="stable").iloc[0].to_dict()
+            planned.append(_grid_row(job, row, "reused", str(row.get("source", ""))))
+            continue
+        seeds = run_seeds.get(job.data_key) if hasattr(run_seeds, "get") else run_seeds
+        if (run_on is None or job.data_key in run_on) and (seeds is None or job.seed in seeds):
             todo.append(job)
         else:
-            planned.append(_grid_row(job, row, how, row.get("source", "") if how == "reused" else ""))
+            planned.append(_grid_row(job, {}, "not run (budget)", ""))
     return planned, todo

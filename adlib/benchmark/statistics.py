@@ -1,7 +1,9 @@
 """Statistics of the grid's rows: mean ± std and bootstrap CIs per cell, the Friedman/Nemenyi ranking
 (autorank), the leaderboard and the resources each method used.
 
-The bootstrap of `cell_stats` resamples the *seeds*, because the rows keep no per-image scores.
+`cell_stats` gives two 95 % bootstrap CIs per cell: over the *seeds* (the rows keep no per-image scores) and, from
+each run's own row, over its *test images* (averaged over seeds); `cell_text` shows the seed CI where there are two
+or more seeds, else the test-image CI. The chance and degenerate-threshold marks come from `adlib.verdicts`.
 """
 from __future__ import annotations
 
@@ -31,33 +33,69 @@ def bootstrap_ci(values, confidence: float = 0.95, n_resamples: int = 2000, seed
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def _chance_and_degenerate(g: pd.DataFrame) -> tuple[str, bool]:
+    """The verdict module's chance status of a cell's AUROC (seed spread and test-image CI) and whether any seed's
+    validation threshold was degenerate."""
+    from ..verdicts import _chance_of, stats
+
+    s = stats(g.assign(method="cell", dataset="cell", variant="default"), "AUROC")
+    return _chance_of(s), bool(s.degenerate)
+
+
 def cell_stats(grid: pd.DataFrame) -> pd.DataFrame:
     """Per (block, method, dataset): seeds, mean ± std of test AUROC, its bootstrap 95 % CI over seeds
-    (ci_low/ci_high), the bootstrap 95 % CI over test images of each run averaged over seeds (image_ci_low/high;
-    rows written before runs recorded it have none), pixel AUROC, the mean fit/score seconds and the largest
-    memory a run added."""
-    done = grid[pd.to_numeric(grid["AUROC"], errors="coerce").notna()].copy()
-    if done.empty:
-        return pd.DataFrame(columns=["block", "method", "data", "n_seeds", "AUROC_mean", "AUROC_std",
-                                     "ci_low", "ci_high"])
+    (ci_low/ci_high; none with one seed), the bootstrap 95 % CI over test images of each run averaged over seeds
+    (image_ci_low/high), `chance` ('below/at/above chance', adlib.verdicts), `degenerate` (a seed's validation
+    threshold called almost every image one class: its F1/ACC/SEN/SPE are no result), mean F1 (NaN when
+    degenerate), the AUROC on the test images that are MedMNIST's own (rebuilt PneumoniaMNIST 64/128 px), pixel
+    AUROC, the mean fit/score seconds, the largest memory a run added, and `status` (why a cell that ran has no
+    AUROC: the error of 'cannot run', a diverged run)."""
+    columns = ["block", "method", "data", "n_seeds", "AUROC_mean", "AUROC_std", "ci_low", "ci_high",
+               "image_ci_low", "image_ci_high", "chance", "degenerate", "F1_mean", "AUROC_medmnist_exact",
+               "pixel_AUROC", "fit_seconds",
+               "score_seconds", "added_memory_MB", "reused", "ran", "status"]
+    tried = grid[~grid["how"].astype(str).str.startswith("not run")]
     rows = []
-    for (block, method, data), g in done.groupby(["block", "method", "data"], sort=False):
-        a = pd.to_numeric(g["AUROC"], errors="coerce").to_numpy()
-        lo, hi = bootstrap_ci(a)
+    for (block, method, data), g in tried.groupby(["block", "method", "data"], sort=False):
+        a = pd.to_numeric(g["AUROC"], errors="coerce").dropna().to_numpy()
         num = lambda c, f: float(f(pd.to_numeric(g[c], errors="coerce"))) if c in g else float("nan")  # noqa: E731
-        rows.append(dict(block=block, method=method, data=data,
-                         weights="/".join(sorted(set(g["weights"].astype(str)))) if "weights" in g else "",
-                         n_seeds=len(a), AUROC_mean=a.mean(),
-                         AUROC_std=a.std(ddof=1) if len(a) > 1 else float("nan"), ci_low=lo, ci_high=hi,
-                         image_ci_low=num("AUROC_ci_low", pd.Series.mean),
-                         image_ci_high=num("AUROC_ci_high", pd.Series.mean),
-                         pixel_AUROC=num("pixel_AUROC", pd.Series.mean),
-                         fit_seconds=num("fit_seconds", pd.Series.mean),
-                         score_seconds=num("score_seconds", pd.Series.mean),
-                         added_memory_MB=num("added_memory_MB", pd.Series.max),
-                         reused=int((g["how"] == "reused").sum()),
-                         ran=int(g["how"].astype(str).str.startswith("ran").sum())))
-    return pd.DataFrame(rows)
+        status = sorted({str(v) for v in g.get("status", pd.Series(dtype=str)).dropna()
+                         if not str(v).startswith(("completed", "early"))})
+        row = dict(block=block, method=method, data=data, n_seeds=len(a), reused=int((g["how"] == "reused").sum()),
+                   ran=int(g["how"].astype(str).str.startswith("ran").sum()), status="; ".join(status))
+        if len(a):
+            lo, hi = bootstrap_ci(a)
+            chance, degenerate = _chance_and_degenerate(g[pd.to_numeric(g["AUROC"], errors="coerce").notna()])
+            row.update(AUROC_mean=a.mean(), AUROC_std=a.std(ddof=1) if len(a) > 1 else float("nan"), ci_low=lo,
+                       ci_high=hi, image_ci_low=num("AUROC_ci_low", pd.Series.mean),
+                       image_ci_high=num("AUROC_ci_high", pd.Series.mean), chance=chance, degenerate=degenerate,
+                       F1_mean=float("nan") if degenerate else num("F1", pd.Series.mean),
+                       AUROC_medmnist_exact=num("AUROC_medmnist_exact", pd.Series.mean),
+                       pixel_AUROC=num("pixel_AUROC", pd.Series.mean))
+        row.update(fit_seconds=num("fit_seconds", pd.Series.mean), score_seconds=num("score_seconds", pd.Series.mean),
+                   added_memory_MB=num("added_memory_MB", pd.Series.max))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def cell_text(c: pd.Series) -> str:
+    """A leaderboard cell in percent: 'mean ± std' (or the single seed's value) and its 95 % CI (over seeds with
+    two or more, else over test images), marked ↓ below chance, ≈ at chance, † degenerate threshold; or why the
+    cell has no result."""
+    if not np.isfinite(c.get("AUROC_mean", np.nan)):
+        return c.get("status") or "no result"
+    value = f"{100 * c['AUROC_mean']:.1f}" + (f" ± {100 * c['AUROC_std']:.1f}" if np.isfinite(c["AUROC_std"]) else "")
+    lo, hi = (c["ci_low"], c["ci_high"]) if np.isfinite(c["ci_low"]) else (c["image_ci_low"], c["image_ci_high"])
+    if np.isfinite(lo) and np.isfinite(hi):
+        value += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+    marks = {"below chance": " ↓", "at chance": " ≈"}.get(c["chance"], "") + (" †" if c["degenerate"] else "")
+    return value + marks
+
+
+CELL_LEGEND = ("AUROC in %: mean (± std over seeds with two or more) [95 % bootstrap CI: over seeds with two or "
+               "more, else over the test images]; ↓ below chance, ≈ at chance (adlib.verdicts: the CI/seed spread "
+               "lies wholly below 50 % / contains 50 %); † the validation threshold is degenerate (F1/ACC/SEN/SPE "
+               "of a constant prediction, not counted)")
 
 
 def complete_block(matrix: pd.DataFrame, min_datasets: int = 5) -> pd.DataFrame:
@@ -78,6 +116,8 @@ def rank_methods(cells: pd.DataFrame, block: str = UNSUPERVISED, alpha: float = 
     ranked, a sentence saying what was compared)."""
     sub = cells[cells["block"] == block]
     matrix = sub.pivot_table(index="data", columns="method", values="AUROC_mean", sort=False)
+    if matrix.shape[1] < 2:
+        return None, pd.DataFrame(), f"{matrix.shape[1]} detector(s) in the {block} block: nothing to rank"
     table = complete_block(matrix, min_datasets)
     if table.empty:
         return None, table, (f"no {min_datasets} datasets on which two or more {block} methods all have results: "
@@ -95,29 +135,38 @@ def rank_methods(cells: pd.DataFrame, block: str = UNSUPERVISED, alpha: float = 
     return result, table, what
 
 
-def leaderboard(cells: pd.DataFrame, ranks: dict | None = None) -> pd.DataFrame:
-    """One row per (block, method): datasets covered, mean rank (autorank, over the ranked datasets; blank for
-    a method outside the complete table), mean AUROC over its datasets, and 'mean ± std (n seeds)' per dataset.
+def leaderboard(cells: pd.DataFrame, ranks: dict | None = None, cost: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (block, method): datasets with a result, mean rank (autorank, over the ranked datasets; blank for
+    a method outside the complete table), mean AUROC over its datasets, how many of its cells are below / at
+    chance or have a degenerate threshold, one `cell_text` column per dataset ('AUROC <data>'), and its cost
+    (``cost``: `resources` of the runs of this grid: mean fit and score seconds per run, largest memory a run
+    added). Ranked methods first (by mean rank), then by mean AUROC; the weakly supervised blocks after.
 
     ranks: {block: autorank result or None}."""
     ranks = ranks or {}
     out = []
     for (block, method), g in cells.groupby(["block", "method"], sort=False):
         res = ranks.get(block)
+        done = g[np.isfinite(pd.to_numeric(g["AUROC_mean"], errors="coerce"))]
         mean_rank = float(res.rankdf.loc[method, "meanrank"]) if res is not None and method in res.rankdf.index \
             else float("nan")
-        row = dict(method=method, block=block,
-                   weights="/".join(sorted(set("/".join(g["weights"].astype(str)).split("/")))) if "weights" in g
-                   else "", n_datasets=int(g["data"].nunique()), mean_rank=mean_rank,
-                   mean_auroc=float(g["AUROC_mean"].mean()), fit_seconds=float(g["fit_seconds"].mean()),
-                   score_seconds=float(g["score_seconds"].mean()), added_memory_MB=float(g["added_memory_MB"].max()))
+        row = dict(method=method, block=block, n_datasets=int(done["data"].nunique()), mean_rank=mean_rank,
+                   mean_auroc=float(done["AUROC_mean"].mean()) if len(done) else float("nan"),
+                   below_chance=int((done["chance"] == "below chance").sum()),
+                   at_chance=int((done["chance"] == "at chance").sum()),
+                   degenerate_threshold=int(done["degenerate"].astype(bool).sum()),
+                   not_run=int(len(g) - len(done)))
         for _, c in g.iterrows():
-            std = "" if not np.isfinite(c["AUROC_std"]) else f" ± {c['AUROC_std']:.3f}"
-            row[f"AUROC {c['data']}"] = f"{c['AUROC_mean']:.3f}{std} (n={int(c['n_seeds'])})"
+            row[f"AUROC {c['data']}"] = cell_text(c)
+            if np.isfinite(c.get("AUROC_medmnist_exact", np.nan)):  # PneumoniaMNIST 64/128 px: its exact test images
+                row[f"AUROC {c['data']} (MedMNIST-exact)"] = f"{100 * c['AUROC_medmnist_exact']:.1f}"
         out.append(row)
     frame = pd.DataFrame(out)
     if frame.empty:
         return frame
+    if cost is not None and len(cost):
+        keep = ["block", "method", "runs", "fit_seconds", "score_seconds", "added_memory_MB", "peak_memory_MB"]
+        frame = frame.merge(cost[[c for c in keep if c in cost]], on=["block", "method"], how="left")
     frame["_b"] = (frame["block"] != UNSUPERVISED).astype(int)
     frame["_k"] = pd.to_numeric(frame["block"].str.extract(r"K=(\d+)")[0], errors="coerce")  # K=2 before K=16
     frame = frame.sort_values(["_b", "_k", "block", "mean_rank", "mean_auroc"],
@@ -126,10 +175,36 @@ def leaderboard(cells: pd.DataFrame, ranks: dict | None = None) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def resources(cells: pd.DataFrame) -> pd.DataFrame:
-    """Training time, scoring time and memory per method (mean over its datasets; memory = the largest that one
-    run added at its peak, `ResourceMeter.added_mb`; only rows written since that column exists have it)."""
-    agg = cells.groupby(["block", "method"], sort=False).agg(
-        n_cells=("data", "size"), fit_seconds=("fit_seconds", "mean"), score_seconds=("score_seconds", "mean"),
-        added_memory_MB=("added_memory_MB", "max"))
+def resources(grid: pd.DataFrame) -> pd.DataFrame:
+    """The cost of each method from the runs of this grid only (rows that ran here under its protocol; reused rows
+    were measured in another process): runs, mean fit and score seconds per run, the largest memory one run added
+    at its peak (`ResourceMeter.added_mb`) and the largest process peak (RSS, which includes what the worker
+    process held before the run)."""
+    ran = grid[grid["how"].astype(str).str.startswith("ran") & pd.to_numeric(grid["fit_seconds"],
+                                                                             errors="coerce").notna()]
+    cols = {c: pd.to_numeric(ran[c], errors="coerce") for c in ("fit_seconds", "score_seconds", "added_memory_MB",
+                                                                "peak_memory_MB") if c in ran}
+    ran = ran.assign(**cols)
+    agg = ran.groupby(["block", "method"], sort=False).agg(
+        runs=("data", "size"), fit_seconds=("fit_seconds", "mean"), score_seconds=("score_seconds", "mean"),
+        added_memory_MB=("added_memory_MB", "max"),
+        **({"peak_memory_MB": ("peak_memory_MB", "max")} if "peak_memory_MB" in ran else {}))
     return agg.reset_index()
+
+
+def reading_leaderboard(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as a student reads it: method, block, mean rank, mean AUROC (%), one column per dataset
+    (`cell_text`), the marks counted, and the cost of a run (mean fit and score seconds, largest memory added)."""
+    if board.empty:
+        return board
+    datasets = [c for c in board.columns if c.startswith("AUROC ")]
+    out = pd.DataFrame({"method": board["method"], "block": board["block"],
+                        "mean rank": board["mean_rank"].round(2), "mean AUROC %": (100 * board["mean_auroc"]).round(1)})
+    for c in datasets:
+        out[c.removeprefix("AUROC ")] = board[c].fillna("")
+    out["↓ / ≈ / †"] = [f"{b} / {a} / {d}" for b, a, d in zip(board["below_chance"], board["at_chance"],
+                                                              board["degenerate_threshold"])]
+    for col, name in (("fit_seconds", "fit s"), ("score_seconds", "score s"), ("added_memory_MB", "MB added")):
+        if col in board:
+            out[name] = board[col].round(1)
+    return out

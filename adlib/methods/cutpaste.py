@@ -256,6 +256,10 @@ class CutPasteDetector(Detector):
     freeze_until: freeze the ResNet up to this stage (None = fine-tune all, as the original).
     embedding: "backbone" (pooled 512-d ResNet features, default) or "head" (projection-head output) for
     the density estimator; normalize_embedding: L2-normalise embeddings before it.
+    curve_every: when > 0 and ``fit`` gets a validation split, record a diagnostic curve every that many steps (and
+    before the first step): the validation AUROC of the Gaussian fitted at that step, and the pretext-task accuracy
+    on ``curve_probe`` validation *normals* and their augmented copies (``history.extras["curve"]``). The training
+    itself is unchanged (the run is cut into chunks that resume exactly from a checkpoint); nothing is chosen on it.
     """
 
     def __init__(self, variant: str = "binary", weights: str = "auto", arch: str = "resnet18",
@@ -264,7 +268,7 @@ class CutPasteDetector(Detector):
                  freeze_until: str | None = None, input_size: int | None = None, embedding: str = "backbone",
                  normalize_embedding: bool = False, holdout_fraction: float = 0.0, eval_every: int = 100,
                  patience: int | None = None, seed: int = 0, checkpoint_path: str | None = None,
-                 device: str | None = None, progress: bool = True):
+                 device: str | None = None, progress: bool = True, curve_every: int = 0, curve_probe: int = 128):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         if embedding not in ("backbone", "head"):
@@ -279,7 +283,8 @@ class CutPasteDetector(Detector):
                        steps=steps, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                        jitter=jitter, freeze_until=freeze_until, input_size=input_size, embedding=embedding,
                        normalize_embedding=normalize_embedding, holdout_fraction=holdout_fraction,
-                       eval_every=eval_every, patience=patience, seed=seed)
+                       eval_every=eval_every, patience=patience, seed=seed, curve_every=curve_every,
+                       curve_probe=curve_probe)
         self.checkpoint_path, self.progress = checkpoint_path, progress
         self.device = choose_device(device)
         self.model: CutPasteNet | None = None
@@ -328,15 +333,57 @@ class CutPasteDetector(Detector):
             inputs, labels = self.augment(batch, gen)
             return F.cross_entropy(model(inputs), labels)
 
-        self.history = train_steps(self.model, optimizer, batch_loss, fit_set, steps=steps,
-                                   batch_size=hp["batch_size"], seed=seed,
-                                   holdout=holdout if len(holdout) else None, eval_every=hp["eval_every"],
-                                   patience=hp["patience"], checkpoint_path=self.checkpoint_path,
-                                   device=self.device, desc=f"CutPaste ({self.variant})", progress=self.progress)
+        def run_steps(stop_after=None, checkpoint_path=self.checkpoint_path):
+            return train_steps(self.model, optimizer, batch_loss, fit_set, steps=steps, batch_size=hp["batch_size"],
+                               seed=seed, holdout=holdout if len(holdout) else None, eval_every=hp["eval_every"],
+                               patience=hp["patience"], checkpoint_path=checkpoint_path,
+                               checkpoint_every=hp["curve_every"] or 200, device=self.device,
+                               desc=f"CutPaste ({self.variant})", progress=self.progress, stop_after=stop_after)
+
+        if hp["curve_every"] > 0 and val is not None:
+            self.history = self._fit_with_curve(train, val, train_fn=run_steps)
+        else:
+            self.history = run_steps()
         self.model.eval()
         # the Gaussian density is fitted on all training normals (as the original)
         self.density = GaussianDensity().fit(self.embed(train))
         return self
+
+    def _fit_with_curve(self, train: ImageSet, val: ImageSet, train_fn) -> TrainHistory:
+        """Train in chunks of ``curve_every`` steps (each resumes exactly from a temporary checkpoint, unless the
+        detector has its own checkpoint_path) and record the diagnostic curve before the first and after each."""
+        import tempfile
+        import time
+        from pathlib import Path
+
+        from ..data.imageset import refuse_test_data
+        from ..metrics import auroc
+
+        refuse_test_data(val, "CutPaste's diagnostic curve (validation split only)")
+        hp, curve = self.hp, {"step": [], "val_AUROC": [], "task_accuracy": []}
+        normals = val.subset(np.flatnonzero(val.labels == 0)[: hp["curve_probe"]])
+        probe_gen = torch.Generator().manual_seed(hp["seed"] * 1_000_003 + 17)
+        probe, probe_labels = self.augment(normals.images.float().div(255.0), probe_gen)
+
+        def record(step: int) -> None:
+            t0 = time.perf_counter()
+            self.model.eval()
+            with torch.no_grad():
+                density = GaussianDensity().fit(self.embed(train))
+                curve["val_AUROC"].append(auroc(val.labels, density.mahalanobis(self.embed(val))))
+                logits = torch.cat([self.model(b.to(self.device)) for b in probe.split(256)])
+                curve["task_accuracy"].append(float((logits.argmax(1).cpu() == probe_labels.cpu()).float().mean()))
+            curve["step"].append(step)
+            curve["seconds"] = curve.get("seconds", 0.0) + time.perf_counter() - t0
+
+        record(0)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.checkpoint_path or str(Path(tmp) / "cutpaste_curve.pt")
+            for end in [*range(hp["curve_every"], hp["steps"], hp["curve_every"]), hp["steps"]]:
+                history = train_fn(stop_after=end, checkpoint_path=path)
+                record(end)
+        history.extras["curve"] = curve
+        return history
 
     def _require_fit(self) -> None:
         if self.model is None:

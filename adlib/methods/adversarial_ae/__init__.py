@@ -6,7 +6,8 @@ with other skip connections (AnoGAN and EGBAD, the paper's other baselines, are 
 network.py   encoder / decoder / discriminator blocks; skip connections none | plain | CCB (Fig. 2, 3)
 losses.py    Eqs. 2 and 4-7
 detector.py  the detectors "ganomaly", "skip_ganomaly", "ccb_aae" (one class, parameter ``skip``)
-experiments.py  helpers of notebook 03 (paper numbers, figures)
+experiments.py  helpers of notebook 03 (paper numbers, run helper, reading tables, figures)
+conclusions.py  notebook 03's generated text: the score-term diagnostics and the chance-aware conclusions
 
 No public code exists for CCB-AAE; this follows the text. Where the text is ambiguous we chose, and say so:
 

@@ -1,7 +1,9 @@
-"""Helpers of notebook 03 (CCB-AAE): the paper's printed numbers, detector settings per method, per-grade
-evaluation, and the notebook's figures. Kept here so that the notebook's cells stay short."""
+"""Helpers of notebook 03 (CCB-AAE): the paper's printed numbers, detector settings per method, the run helper,
+per-grade evaluation, the reading tables and the notebook's figures. Kept here so that the notebook's cells stay
+short. The generated conclusions and the diagnostics of the below-chance rows are in `conclusions.py`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -9,9 +11,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ... import plots
 from ...data.imageset import ImageSet
 from ...experiment import ExperimentResult, score_and_record, scored_part
 from ...gan import scaled_ccb_lengths
+from ...notebook import Runs, best_budget_rows, budget_rows, reading_table
+from ...paper_numbers import paper_numbers
 from ...data.protocol import cap_splits as cap  # noqa: F401  (the notebooks import it from here)
 
 PAPER_CSV = Path(__file__).with_name("paper_numbers_ccb_aae.csv")
@@ -19,6 +24,9 @@ PAPER_CSV = Path(__file__).with_name("paper_numbers_ccb_aae.csv")
 METHODS = {"AnoGAN": "anogan", "EGBAD": "egbad", "GANomaly": "ganomaly", "Skip-GANomaly": "skip_ganomaly",
            "CCB-AAE": "ccb_aae"}
 AE_FAMILY = ("GANomaly", "Skip-GANomaly", "CCB-AAE")
+GAN_BASELINES = ("AnoGAN", "EGBAD")
+CLAIM = "CCB-AAE > Skip-GANomaly > GANomaly"  # the paper's headline order among the adversarial autoencoders
+BUDGET_METHODS = ("GANomaly", "Skip-GANomaly", "CCB-AAE", "EGBAD")  # this notebook's methods in results/budget/
 # CIFAR-10 class index -> the column name of the paper's Table 1
 PAPER_CIFAR_NAMES = ("Plane", "Car", "Bird", "Cat", "Deer", "Dog", "Frog", "Horse", "Ship", "Truck")
 RETINA_GRADES = {1: "grade 1", 2: "grade 2", 3: "grade 3", 4: "grade 4"}
@@ -90,6 +98,7 @@ def cifar_bar_chart(ours: pd.DataFrame, paper: pd.DataFrame, title: str) -> plt.
                 ax.plot([x - width * 0.45, x + width * 0.45], [printed.iloc[0]] * 2, color="k", lw=2, zorder=4)
     ax.axhline(0.5, color="grey", ls="--", lw=1)
     ax.set(xticks=range(len(classes)), xticklabels=[f"{c}\n(anomalous)" for c in classes], ylabel="test AUROC",
+           xlabel="anomalous class",
            ylim=(0, 1.02), title=title)
     ax.plot([], [], color="k", lw=2, label="paper (Table 1)")
     ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
@@ -107,7 +116,7 @@ def seed_dots(frame: pd.DataFrame, metric: str, title: str, x: str = "method",
                   color=None if hue else "k",
                   order=[m for m in METHODS if m in set(frame[x])] if x == "method" else None)
     ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set(title=title, xlabel="")
+    ax.set(title=title, xlabel=x)
     if hue:
         ax.legend(fontsize=7, loc="best")
     return fig
@@ -126,7 +135,8 @@ def ccb_length_curve(ours: pd.DataFrame, paper: pd.DataFrame, metric: str, title
     p = paper[paper["metric"] == metric].assign(factor=lambda d: d["method"].str.replace("CCB-AAE ", "").map(factor_of))
     for name, group in p.groupby("dataset", sort=False):
         axes[1].plot(group["factor"], group["value"], "o--", label=name)
-    axes[1].set(title=f"paper: HAM10000 {metric} (Table {6 if metric == 'ACC' else 7})", xlabel="CCB length factor")
+    axes[1].set(title=f"paper: HAM10000 {metric} (Table {6 if metric == 'ACC' else 7})", xlabel="CCB length factor",
+                ylabel=metric)
     axes[1].legend(fontsize=6, ncol=2)
     for ax in axes:
         ax.set_xticks([1, 2, 4, 6, 8])
@@ -140,7 +150,10 @@ def alpha_curve(tables: dict[str, pd.DataFrame], title: str) -> plt.Figure:
     for name, t in tables.items():
         if t is not None:
             ax.plot(t["alpha"], t["val_AUROC"], "o-", ms=3, label=name)
-    ax.set(xlabel="alpha (weight of the image term)", ylabel="validation AUROC", title=title)
+    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
+    ax.set(xlabel="alpha (weight of the image term)", ylabel="validation AUROC", title=title,
+           xticks=[0, 0.25, 0.5, 0.75, 1],
+           xticklabels=["0\nlatent term\nonly", "0.25", "0.5", "0.75", "1\nimage term\nonly"])
     ax.legend(fontsize=7)
     return fig
 
@@ -154,3 +167,207 @@ def example_rows(detector, images: ImageSet, labels: tuple[str, str] = ("normal"
             map_name: detector.anomaly_maps(images)}
     titles = [f"{labels[int(y)]} {s:.2f}" for y, s in zip(images.labels, scores)]
     return rows, titles
+
+
+# ----- running -------------------------------------------------------------------------------------------
+def steps_for(cfg, kind: str, n_train: int) -> int:
+    """Training steps of ``kind`` ("cifar" or "med"): the profile's fixed number, or (paper profile) its epochs
+    of the training normals at the profile's batch size."""
+    if f"{kind}_steps" in cfg.values:
+        return int(cfg[f"{kind}_steps"])
+    return int(np.ceil(cfg[f"{kind}_epochs"] * n_train / cfg["batch_size"]))
+
+
+def cifar_protocol(cfg, cls: int):
+    """CIFAR-10 with class ``cls`` anomalous (the paper's direction), subsampled and capped as the profile says."""
+    from ...data import cifar10_one_vs_rest
+
+    protocol = cifar10_one_vs_rest(cls, "one_anomalous", size=32, max_train=cfg.get("cifar_max_train"), seed=0)
+    return cap(protocol, cfg.get("cifar_val_cap"), cfg.get("cifar_test_cap"))
+
+
+def medical_protocols(cfg) -> dict:
+    """PneumoniaMNIST and BreastMNIST at ``med_size`` and RetinaMNIST at ``retina_size`` (grade 0 normal), each
+    subsampled and capped as the profile says."""
+    from ...data import make_protocol
+
+    out = {name: cap(make_protocol(name, size=cfg["med_size"], max_train=cfg.get("med_max_train"), seed=0),
+                     cfg.get("med_val_cap"), cfg.get("med_test_cap")) for name in ("pneumonia", "breast")}
+    out["retina"] = cap(make_protocol("retina", size=cfg["retina_size"], channels=3, max_train=cfg.get("med_max_train"),
+                                      seed=0), cfg.get("retina_val_cap"), cfg.get("retina_test_cap"))
+    return out
+
+
+def timing_summary(timing: pd.DataFrame) -> pd.DataFrame:
+    """One line per dataset and method: runs, mean wall time and images/s of fitting and of scoring validation +
+    test (mean over seeds and variants), and AnoGAN's latent search in ms per image."""
+    t = timing.assign(search_ms=pd.to_numeric(timing.get("search_s_per_image"), errors="coerce") * 1000,
+                      stage=timing["stage"].map(lambda s: "fit" if s == "fit" else "score"))
+    wide = t.pivot_table(index=["dataset", "method"], columns="stage", values=["seconds", "images_per_s"],
+                         aggfunc="mean", sort=False)
+    wide.columns = [f"{stage} {'s' if what == 'seconds' else 'images/s'}" for what, stage in wide.columns]
+    keys = ["dataset", "method"]
+    extra = t.groupby(keys, sort=False).agg(runs=("stage", lambda s: int((s == "fit").sum())),
+                                            search=("search_ms", "mean")).reset_index()
+    out = extra.merge(wide.reset_index(), on=keys, how="left").rename(columns={"search": "search ms/image"})
+    cols = [c for c in ("fit s", "fit images/s", "score s", "score images/s") if c in out.columns]
+    return out[[*keys, "runs", *cols, "search ms/image"]].round(1)
+
+
+class AAERuns(Runs):
+    """`adlib.notebook.Runs` for notebook 03: ``run(method, protocol, seed, table, dataset=..., width=..., steps=...,
+    **detector overrides)``; each timing row also records the alpha chosen and AnoGAN's search cost per image."""
+
+    def run(self, method, protocol, seed, table=None, **kwargs):
+        first = len(self.timing)
+        result = super().run(method, protocol, seed, table, **kwargs)
+        extra = {"alpha": getattr(result.detector, "alpha", np.nan),
+                 "search_s_per_image": getattr(result.detector, "search_seconds_per_image", np.nan)}
+        for row in self.timing[first:]:
+            row.update(extra)
+        return result
+
+
+def make_runs(cfg) -> AAERuns:
+    """The notebook's run helper: detectors by display name (METHODS), keyword arguments from ``cfg``."""
+    def kwargs_for(method, protocol, width, steps, **over):
+        return detector_kwargs(method, cfg, width, steps, **over)
+
+    return AAERuns(cfg, detector_for=METHODS.__getitem__, kwargs_for=kwargs_for)
+
+
+def profile_text(cfg, n_train: dict[str, int]) -> str:
+    """What this profile runs, against the paper's protocol (generated from the run configuration)."""
+    from ...data.cifar import CLASSES
+
+    steps = {name: steps_for(cfg, "cifar" if name == "cifar10" else "med", n) for name, n in n_train.items()}
+    epochs = {name: steps[name] * cfg["batch_size"] / max(1, n) for name, n in n_train.items()}
+    classes = ", ".join(CLASSES[c] for c in cfg["cifar_classes"])
+    caps = [f"{k.replace('_', ' ')} {cfg.get(k)}" for k in ("cifar_max_train", "cifar_val_cap", "cifar_test_cap",
+                                                           "med_max_train", "med_val_cap", "med_test_cap") if cfg.get(k)]
+    return (f"**Profile {cfg.profile.name}.** Base width {cfg['cifar_width']} on CIFAR-10 and {cfg['med_width']} on "
+            f"the medical sets (the paper's DCGAN width: 64); batch {cfg['batch_size']}; "
+            + "; ".join(f"{name}: {steps[name]} steps (~{epochs[name]:.1f} epochs of {n_train[name]} training "
+                        "normals)" for name in n_train) + " (the paper: 50 epochs). "
+            f"CIFAR-10 classes run as the anomaly: {classes} ({len(cfg['cifar_classes'])} of 10). "
+            + (f"Subsets: {', '.join(caps)}. " if caps else "Full splits. ")
+            + f"Seeds: {len(cfg['seeds'])} for {', '.join(AE_FAMILY)} on PneumoniaMNIST, {len(cfg['gan_seeds'])} for "
+            f"the GAN baselines there and on CIFAR-10, {len(cfg['other_seeds'])} elsewhere. At a fraction of the "
+            "paper's training, the numbers say how the methods compare early in training, not what they reach.")
+
+
+# ----- reading tables ------------------------------------------------------------------------------------
+def paper_cifar() -> pd.DataFrame:
+    """Table 1 as (method, anomalous class, paper AUROC in %) for `adlib.notebook.reading_table`."""
+    t = paper_numbers_ccb_aae("Table 1")
+    return pd.DataFrame({"method": t["method"], "variant": t["dataset"].str.replace("CIFAR-10 ", ""),
+                         "paper": t["value"] * 100})
+
+
+def cifar_reading(rows: pd.DataFrame) -> pd.DataFrame:
+    """Ours vs Table 1 per anomalous class and method (AUROC in %)."""
+    table = reading_table(rows, "AUROC", keys=["variant", "method"], paper=paper_cifar())
+    return table.rename(columns={"variant": "anomalous class"})
+
+
+def paper_pneumonia() -> pd.DataFrame:
+    """Published AUROCs (%) on the ZhangLab / PneumoniaMNIST test images for this notebook's methods (SALAD
+    Table I; the CCB-AAE paper has no pneumonia experiment)."""
+    t = paper_numbers("SALAD", "Table I")
+    return t[t["method"].isin(list(METHODS))][["method", "value"]].rename(columns={"value": "paper"})
+
+
+def with_budget_rows(rows: pd.DataFrame, dataset: str, this_run: str, methods=BUDGET_METHODS,
+                     budget: pd.DataFrame | None = None) -> pd.DataFrame:
+    """This notebook's rows of ``dataset`` (labelled ``this_run``) followed, per method, by the best-budget rows
+    of results/budget/ (`adlib.notebook.best_budget_rows`: the rung with the best validation AUROC)."""
+    mine = rows[rows["dataset"] == dataset].assign(variant=this_run)
+    parts = []
+    for method in [m for m in METHODS if m in set(mine["method"])]:
+        parts.append(mine[mine["method"] == method])
+        if method in methods:
+            best = best_budget_rows(method, dataset, budget)
+            if len(best):
+                parts.append(best.assign(variant="budget study: " + best["budget"]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def pneumonia_reading(rows: pd.DataFrame, this_run: str, budget: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The main table: PneumoniaMNIST AUROC (%), this run beside the best budget measured and the published
+    number, with ACC/F1 at the validation threshold ('—' where it is degenerate)."""
+    both = with_budget_rows(rows, "pneumonia", this_run, budget=budget)
+    table = reading_table(both, "AUROC", keys=["method", "variant"], paper=paper_pneumonia(),
+                          extra_metrics=("ACC", "F1"))
+    return table.rename(columns={"variant": "run"})
+
+
+def paper_medical_table(data: str) -> pd.DataFrame:
+    """The paper's ACC and F1 (%) on its own medical data, methods as rows: ``data`` "ILD" (Tables 2/3) or
+    "HAM10000" (Tables 4/5)."""
+    printed = paper_numbers_ccb_aae()
+    tables = ["Table 2", "Table 3"] if data == "ILD" else ["Table 4", "Table 5"]
+    printed = printed[printed["table"].isin(tables)]
+    printed = printed.assign(column=printed["metric"] + " " + printed["dataset"].str.replace(f"{data} ", ""))
+    wide = printed.pivot_table(index="method", columns="column", values="value", sort=False) * 100
+    return wide.reindex(list(METHODS)).round(1).reset_index()
+
+
+# ----- the budget study's rows ---------------------------------------------------------------------------
+def budget_ladder(dataset: str = "pneumonia", methods=BUDGET_METHODS, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every rung of results/budget/ for ``methods`` on ``dataset``: validation and test AUROC (%, mean over the
+    rung's seeds), the kept step (validation-AUROC checkpoint) and the steps trained."""
+    rows = budget_rows() if rows is None else rows
+    if rows.empty:
+        return pd.DataFrame(columns=["method", "width", "budget", "steps", "seeds", "val AUROC", "test AUROC",
+                                     "kept step"])
+    mine = rows[rows["method"].isin(methods) & (rows["dataset"] == dataset)]
+    out = (mine.groupby(["method", "width_label", "budget_multiplier"], sort=True)
+           .agg(steps=("budget_value", "first"), seeds=("seed", "nunique"), val=("val_AUROC", "mean"),
+                test=("AUROC", "mean"), kept=("best_step", lambda v: ", ".join(f"{s:g}" for s in sorted(set(v)))))
+           .reset_index())
+    out["val"], out["test"] = (out["val"] * 100).round(1), (out["test"] * 100).round(1)
+    out["budget"] = "x" + out["budget_multiplier"].astype(int).astype(str)
+    out = out.rename(columns={"width_label": "width", "val": "val AUROC", "test": "test AUROC", "kept": "kept step"})
+    order = {m: i for i, m in enumerate(METHODS)}
+    out = out.sort_values(["method", "width", "budget_multiplier"], key=lambda c: c.map(order) if c.name == "method"
+                          else c)
+    return out[["method", "width", "budget", "steps", "seeds", "val AUROC", "test AUROC", "kept step"]]
+
+
+def budget_settings(method: str, dataset: str = "pneumonia", rows: pd.DataFrame | None = None) -> dict:
+    """The detector keyword arguments of the budget study's first rung of ``method`` (its cpu setting)."""
+    rows = budget_rows() if rows is None else rows
+    if rows.empty:
+        return {}
+    mine = rows[(rows["method"] == method) & (rows["dataset"] == dataset)]
+    return json.loads(mine["detector_kwargs"].iloc[0]) if len(mine) else {}
+
+
+# ----- figures of the diagnostics ------------------------------------------------------------------------
+def reconstruction_grid(detector, images: ImageSet, labels: tuple[str, str], title: str) -> plt.Figure:
+    """Input / reconstruction / anomaly-map rows of a few images; the map row (named for its error, see
+    `example_rows`) is a heatmap with its colour bar."""
+    rows, titles = example_rows(detector, images, labels)
+    heat = tuple(name for name in rows if name not in ("input", "reconstruction"))
+    fig = plots.image_grid(rows, titles=titles, heat_rows=heat)
+    fig.suptitle(title, y=1.02, fontsize=9)
+    return fig
+
+
+def validation_over_training(detectors: dict[str, object], title: str) -> plt.Figure:
+    """The checkpoint monitor of each detector: validation AUROC (at the best alpha) at every evaluated step,
+    with the kept step marked."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    for name, det in detectors.items():
+        h = det.history
+        if h is None or not h.eval_steps:
+            continue
+        line, = ax.plot(h.eval_steps, h.monitor_values, "o-", ms=3, label=name)
+        if h.best_step is not None and h.best_step in h.eval_steps:
+            ax.plot([h.best_step], [h.monitor_values[h.eval_steps.index(h.best_step)]], "*", ms=11,
+                    color=line.get_color())
+    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
+    ax.plot([], [], "*", color="k", ms=9, label="kept checkpoint")
+    ax.set(xlabel="training step", ylabel="validation AUROC (best alpha)", title=title)
+    ax.legend(fontsize=7)
+    return fig

@@ -24,7 +24,8 @@ from ...detectors import register
 from ...reconstruction import ReconstructionDetector
 from ...training import (Phase, ResourceMeter, TrainHistory, choose_device, seed_everything,
                          split_holdout, train_loop)
-from .losses import PerceptualLoss, adversarial_loss, critic_loss_wgan_gp, l1_per_image
+from .losses import (PerceptualLoss, adversarial_loss, critic_loss_wgan_gp, l1_per_image,
+                     relative_perceptual_l1)
 from .network import Critic, PerceptualAutoencoder, downsample, upsample
 from .progressive import Schedule, default_layers
 
@@ -264,6 +265,21 @@ class DPADetector(ReconstructionDetector):
                 return self.perceptual.maps(b, recon, layers).cpu()
             return (b - recon).abs().mean(1).cpu()
         return torch.cat(self._map(images, one)).numpy()
+
+    def perceptual_scores(self, images, layers: tuple[str, ...] | None = None, relative: bool = True) -> np.ndarray:
+        """Per-image perceptual difference of the trained model at other ``layers`` than it was trained with (default:
+        its own) and, with relative=False, without Eq. 1's denominator (the mean |difference| of the normalised
+        features instead): what-if scores for teaching, no retraining. Needs a perceptual-loss variant."""
+        if not self.uses_perceptual:
+            raise ValueError("perceptual_scores needs a DPA trained with a perceptual loss")
+        layers = tuple(layers or self.final_loss_layers)
+
+        def one(b):
+            target, recon = (self.perceptual.normalised_features(t, layers) for t in (b, self.model(b)))
+            per_layer = [relative_perceptual_l1(target[l], recon[l]) if relative
+                         else (target[l] - recon[l]).abs().flatten(1).mean(1) for l in layers]
+            return torch.stack(per_layer).mean(0).cpu()
+        return torch.cat(self._map(images, one)).double().numpy()
 
     def reconstruct(self, images) -> torch.Tensor:
         """The decoder output: for the perceptual loss a 'content tensor', not necessarily an image (not clamped)."""

@@ -1,5 +1,6 @@
-"""DPA-specific helpers for notebook 02: training throughput and DPA-specific figures. (Running a detector
-under the protocol is `adlib.experiment.run_experiment`, shared by every notebook.)"""
+"""DPA-specific helpers for notebook 02: training throughput (and the sentences about it) and DPA-specific
+figures. (Running a detector under the protocol is `adlib.experiment.run_experiment`, shared by every notebook;
+notebook 02's reading tables and conclusions are in `reading`.)"""
 from __future__ import annotations
 
 import logging
@@ -63,6 +64,56 @@ def measure_training_speed(images: torch.Tensor, layers: tuple[str, ...], weight
             "timed steps": steps, "seconds": round(seconds, 1), "images_per_s": round(steps * batch_size / seconds, 1),
             "bf16_autocast": bf16_autocast, "compiled": compiled,
             "threads": torch.get_num_threads(), "weights": loss_fn.weights_source}
+
+
+def bare_step_speed(detector, images: torch.Tensor, steps: int) -> dict:
+    """`measure_training_speed` at a fitted DPADetector's own configuration (network, loss layers, weights, batch,
+    cached targets as the detector caches them): the bare PyTorch step its training loop runs."""
+    hp = detector.hp
+    return measure_training_speed(images, detector.final_loss_layers, detector.weights, hp["batch_size"], steps,
+                                  latent=hp["latent"], widths=hp["widths"], cached_targets=True, arch=hp["arch"])
+
+
+def loop_overhead(run, bare: dict) -> dict:
+    """Images/s of a run's whole fit (`DPADetector.fit`: target cache, hold-out loss every eval_every steps, best
+    checkpoint) against the bare step of the same network and loss; overhead = 1 - fit / bare."""
+    fit = float(run.row["fit_images_per_s"])
+    return {"method": run.row["method"], "fit images/s": fit, "bare step images/s": bare["images_per_s"],
+            "loop overhead %": round(100 * (1 - fit / bare["images_per_s"]), 1),
+            "eval_every": run.detector.hp["eval_every"], "cache seconds": round(run.detector.cache_seconds, 2)}
+
+
+def speed_lines(speed: pd.DataFrame, options: pd.DataFrame) -> list[str]:
+    """The training-speed sentences, from the measured tables: per loss layer the step the authors' code runs
+    (target features computed in every step) and ours with cached targets, the cache's gain stated on its own;
+    then the CPU options against the default."""
+    out = []
+    for layers, part in speed.groupby("loss layers", sort=False):
+        by = part.set_index("targets")["images_per_s"]
+        if {"computed per step", "cached"} <= set(by.index):
+            first = part.iloc[0]
+            out.append(f"{layers} ({first['image_size']} px, batch {first['batch_size']}, {first['weights']} "
+                       f"weights, {first['threads']} thread(s)): the step with the target features computed in every "
+                       f"step, as the authors' code does, runs at {by['computed per step']:.1f} img/s; caching them "
+                       f"(DPADetector does, its training images are not augmented) gives {by['cached']:.1f} img/s, "
+                       f"a gain of {by['cached'] / by['computed per step']:.2f}x from the cache alone.")
+    if len(options) > 1:
+        default = options["images_per_s"].iloc[0]
+        for _, r in options.iloc[1:].iterrows():
+            option = "bfloat16 autocast" if r["bf16_autocast"] else "torch.compile"
+            ratio = r["images_per_s"] / default
+            out.append(f"{option}: {r['images_per_s']:.1f} img/s against {default:.1f} ({ratio:.2f}x): "
+                       + ("a measurable gain." if ratio >= 1.1 else "no measurable gain, so it stays off."))
+    return out
+
+
+def overhead_line(overhead: dict) -> str:
+    """The training loop's cost over the bare step (`loop_overhead`), in words."""
+    pct = overhead["loop overhead %"]
+    return (f"{overhead['method']}'s whole fit ran at {overhead['fit images/s']:.0f} img/s, the bare step of the same "
+            f"network and loss at {overhead['bare step images/s']:.0f} img/s: the training loop (target cache, hold-out "
+            f"loss every {overhead['eval_every']} steps, best checkpoint) costs {pct:.0f} % of the bare step's "
+            + ("throughput: more than 10 %, worth trimming." if pct > 10 else "throughput (under 10 %)."))
 
 
 def training_curve_with_stages(detector, title: str) -> plt.Figure:

@@ -4,7 +4,9 @@ Multi-modal Images*, MICCAI 2023 (notebook 05).
 losses.py       focal loss (Eqs. 2-3), leave-one-out centre loss (Eq. 4), mixup with label bookkeeping
 wrapper.py      `MADDR`: one wrapper around any registered detector that declares a latent code
                 (`adlib.detectors.Detector.latent_phase`, `LatentHook`); `MADDRHook`: the terms of Eq. 1
-experiments.py  helpers of notebook 05 (the paper's numbers, per-dataset evaluation, figures)
+experiments.py  helpers of notebook 05 (the paper's numbers, the runs of Tables 1-2, per-dataset evaluation, the
+                heads' diagnostics, figures)
+conclusions.py  notebook 05's reading tables and generated conclusions (through adlib.verdicts)
 
 Where the paper is ambiguous, or the authors' code differs, we chose:
 

@@ -1,7 +1,10 @@
-"""Helpers of notebook 05 (MADDR): the paper's printed numbers, the joint protocol, per-dataset evaluation of a
-model trained on all datasets, latent codes, and the notebook's figures."""
+"""Helpers of notebook 05 (MADDR): the paper's printed numbers, the joint protocol, the runs of Tables 1 and 2
+(`MaddrRuns`), per-dataset evaluation of a model trained on all datasets, latent codes, the heads' diagnostics and
+the notebook's figures. The reading tables and the generated conclusions are in `conclusions`."""
 from __future__ import annotations
 
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,7 +17,8 @@ from sklearn.metrics import confusion_matrix
 from ...data.imageset import concat, iter_float_batches
 from ...data.protocol import Protocol
 from ...data.protocol import cap_splits as cap  # noqa: F401  (the notebooks import it from here)
-from ...experiment import ExperimentResult, score_and_record, scored_part
+from ...detectors import available, create, latent_detectors
+from ...experiment import ExperimentResult, run_experiment, score_and_record, scored_part
 from ...plots import embed_2d
 from .wrapper import MADDR
 
@@ -76,6 +80,168 @@ def per_dataset_rows(result: ExperimentResult, joint: Protocol, *, table, config
     return rows
 
 
+# ----- the runs of Tables 1 and 2 ----------------------------------------------------------------------------
+def wrappable_methods(cfg) -> tuple[dict[str, dict], list[str]]:
+    """The configuration's baselines that MADDR can wrap here ({display name: spec}), and one line per baseline
+    left out (its detector is not registered, or declares no latent code)."""
+    methods, left_out = {}, []
+    for m in cfg["methods"]:
+        spec = cfg["detectors"][m]
+        if spec["detector"] not in available():
+            left_out.append(f"{m}: detector {spec['detector']!r} is not registered; left out")
+        elif spec["detector"] not in latent_detectors():
+            left_out.append(f"{m}: detector {spec['detector']!r} declares no latent code, MADDR cannot wrap it")
+        else:
+            methods[m] = spec
+    return methods, left_out
+
+
+# Table 2: variant -> (the paper's row(s), MADDR options; None = the plain baseline trained on all datasets)
+NOFD = dict(disentangle=False, mixup=False)
+ABLATION = {
+    "3 all datasets, no constraints": ("3", None),
+    "4/7 organ head on z": ("4/7", dict(heads=("organ",), centre=None, **NOFD)),
+    "5/8 organ head + centre on z": ("5/8", dict(heads=("organ",), centre="z", **NOFD)),
+    "10 two heads on z": ("10", dict(centre=None, **NOFD)),
+    "11 two heads + centre on z": ("11", dict(centre="z", **NOFD)),
+    "6/9 MADDR, one head": ("6/9", dict(heads=("organ",))),
+    "ours: MADDR, centre on z": ("-", dict(centre="z")),
+    "ours: MADDR without mixup": ("-", dict(mixup=False)),
+}
+# the rows of Table 2 that are Table 1's runs (the same seeds), and their paper rows
+TABLE1_ROWS = {"DPA": ("2 single dataset, latent 128", "2"), "MADDR + DPA": ("12 MADDR", "12")}
+ROW_LATENT16 = ("1 single dataset, latent 16", "1")
+TABLE2_ORDER = [ROW_LATENT16[0], TABLE1_ROWS["DPA"][0], *ABLATION, TABLE1_ROWS["MADDR + DPA"][0]]
+PAPER_ROWS = {ROW_LATENT16[0]: ROW_LATENT16[1], **dict(TABLE1_ROWS.values()),
+              **{v: r for v, (r, _) in ABLATION.items()}}
+
+
+@dataclass
+class MaddrRuns:
+    """The notebook's run helper. ``single`` fits a baseline on one dataset (``steps`` steps); ``on_all`` fits a
+    model (from a factory: MADDR or the plain baseline) on all datasets (``steps`` x number of datasets, i.e. the
+    same passes over each image) and records one row per dataset, each with that dataset's own validation
+    threshold. Every run goes through `adlib.experiment.run_experiment`; its timing rows are collected."""
+
+    cfg: object
+    parts: list
+    joint: Protocol
+    methods: dict
+    timing: list = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return int(self.cfg["steps"])
+
+    @property
+    def joint_steps(self) -> int:
+        return self.steps * len(self.parts)
+
+    def base_kwargs(self, method: str, steps: int, **over) -> dict:
+        spec = self.methods[method]
+        kw = {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec["kwargs"].items()}
+        kw.update({key: steps for key in spec["step_keys"]}, **over)
+        return kw
+
+    def maddr(self, method: str, seed: int, **options):
+        """A factory of MADDR around ``method`` (the configuration's Eq. 1 settings, ``options`` on top)."""
+        cfg = self.cfg
+        kw = dict(category_dims=cfg["category_dims"], mixup_alpha=cfg["mixup_alpha"], mixup_prob=cfg["mixup_prob"],
+                  lambdas=tuple(cfg["lambdas"]), focal_alpha=cfg["focal"]["alpha"], focal_gamma=cfg["focal"]["gamma"],
+                  mixup_from=int(cfg["mixup_start"] * self.joint_steps), **options)
+        return lambda: MADDR(self.methods[method]["detector"], self.base_kwargs(method, self.joint_steps), seed=seed,
+                             progress=False, **kw)
+
+    def plain(self, method: str, seed: int):
+        """A factory of the plain baseline trained on all datasets (Table 2 row 3)."""
+        return lambda: create(self.methods[method]["detector"], seed=seed, progress=False,
+                              **self.base_kwargs(method, self.joint_steps))
+
+    def single(self, method: str, protocol: Protocol, seed: int, table, variant: str = "per dataset",
+               **over) -> ExperimentResult:
+        det = create(self.methods[method]["detector"], seed=seed, progress=False,
+                     **self.base_kwargs(method, self.steps, **over))
+        result = run_experiment(det, protocol, config=self.cfg, seed=seed, method=method, table=table, variant=variant,
+                                use_val_in_fit=True, dataset=protocol.dataset, steps=self.steps,
+                                trained_on=protocol.dataset)
+        self.timing.extend(dict(t, dataset=protocol.dataset) for t in result.timing)
+        return result
+
+    def on_all(self, method: str, seed: int, table, variant: str, factory) -> ExperimentResult:
+        result = run_experiment(factory, self.joint, config=self.cfg, seed=seed, method=method, table=None,
+                                variant=variant, use_val_in_fit=True)
+        self.timing.extend(dict(t, dataset="all") for t in result.timing)
+        per_dataset_rows(result, self.joint, table=table, config=self.cfg, method=method, seed=seed, variant=variant,
+                         steps=self.joint_steps)
+        return result
+
+    def table1(self, table) -> dict:
+        """Table 1: each baseline per dataset, and MADDR around it on all datasets, for every seed."""
+        for method in self.methods:
+            for seed in self.cfg["seeds"]:
+                for prot in self.parts:
+                    self.results[(method, prot.dataset, seed)] = self.single(method, prot, seed, table)
+                self.results[(f"MADDR + {method}", "all", seed)] = self.on_all(
+                    f"MADDR + {method}", seed, table, "all datasets", self.maddr(method, seed))
+        return self.results
+
+    def table2(self, table, table1) -> bool:
+        """Table 2 (the ablation of MADDR + DPA); rows 2 and 12 are copied from Table 1's runs of the same seeds.
+        False when the profile skips it or DPA is not among the baselines."""
+        if not (self.cfg["table2"] and "DPA" in self.methods):
+            return False
+        for seed in self.cfg["table2_seeds"]:
+            for prot in self.parts:
+                self.single("DPA", prot, seed, table, variant=ROW_LATENT16[0], latent=16)
+            for variant, (_, options) in ABLATION.items():
+                factory = self.plain("DPA", seed) if options is None else self.maddr("DPA", seed, **options)
+                self.results[("DPA ablation", variant, seed)] = self.on_all("DPA", seed, table, variant, factory)
+        for row in table1.rows:
+            if row["method"] in TABLE1_ROWS and row["seed"] in self.cfg["table2_seeds"]:
+                table.add_row({**row, "method": "DPA", "variant": TABLE1_ROWS[row["method"]][0]})
+        return True
+
+    def model(self, method: str, seed: int):
+        """The fitted MADDR model of Table 1 (``method``: the baseline's display name)."""
+        return self.results[(f"MADDR + {method}", "all", seed)].detector
+
+    def timing_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.timing)
+
+
+def data_table(parts: list[Protocol]) -> pd.DataFrame:
+    """One line per dataset: organ, modality, split sizes and the data source."""
+    return pd.DataFrame([{"dataset": p.dataset, "organ": p.train.domains["organ"][0],
+                          "modality": p.train.domains["modality"][0], "train normals": len(p.train),
+                          "val (normal/anomalous)": f"{p.val.counts()['normal']}/{p.val.counts()['anomalous']}",
+                          "test (normal/anomalous)": f"{p.test.counts()['normal']}/{p.test.counts()['anomalous']}",
+                          "source": p.data_source()} for p in parts])
+
+
+def profile_text(cfg, runs: MaddrRuns) -> str:
+    """What this profile runs and cuts, from the configuration (Markdown)."""
+    n_train = ", ".join(f"{p.dataset} {len(p.train)}" for p in runs.parts)
+    widths = {m: spec["kwargs"].get("width", spec["kwargs"].get("widths")) for m, spec in runs.methods.items()}
+    return (f"**Profile {cfg.profile.name}**: {len(runs.parts)} datasets at {cfg['image_size']} px (the paper: 224; "
+            f"the authors' code: 64), training normals {n_train}; {runs.steps} training steps per dataset, "
+            f"{runs.joint_steps} for a model on all datasets (the same passes over each image); network widths "
+            f"{', '.join(f'{m} {w}' for m, w in widths.items())} (the paper's networks: 64); "
+            f"{len(cfg['seeds'])} seed(s) for Table 1, {len(cfg['table2_seeds'])} for the ablation (Table 2). "
+            "At this budget the numbers say how the variants compare early in training, not what they reach.")
+
+
+def timing_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean wall time and images/s per method, training set (one dataset or all) and stage."""
+    if frame.empty:
+        return frame
+    f = frame.assign(**{"trained on": np.where(frame["dataset"] == "all", "all datasets", "one dataset")})
+    out = (f.groupby(["method", "trained on", "stage"], sort=False)
+           .agg(runs=("seconds", "size"), seconds=("seconds", "mean"), images=("images", "mean"),
+                **{"images/s": ("images_per_s", "mean")}).reset_index())
+    return out.round({"seconds": 1, "images": 0, "images/s": 1})
+
+
 @torch.no_grad()
 def latent_codes(detector, images, batch_size: int = 128) -> np.ndarray:
     """z_c of a MADDR model; the whole declared latent z of a plain detector (every network in eval mode)."""
@@ -108,37 +274,93 @@ def embedding_panels(codes: dict[str, np.ndarray], images, method: str = "tsne",
     return fig
 
 
-def head_diagnostics(model: MADDR, images) -> pd.DataFrame:
-    """Why a head scores what it scores: its accuracy on ``images`` with the kept weights, always guessing the most
-    frequent class, the training accuracy logged over the last 20 steps, and the step the checkpoint criterion
-    kept. A head far below its logged training accuracy was rolled back to an early step (the detector's
-    checkpoint is chosen on anomaly detection, not on the heads), not mislabelled."""
+def head_diagnostics(model: MADDR, images, window: int = 10) -> pd.DataFrame:
+    """Why a head scores what it scores, one line per head: its accuracy on ``images`` with the kept weights (eval
+    mode, as it is scored), the same weights with each batch's own normalisation statistics (as in training),
+    always guessing the most frequent class, the training accuracy logged over the ``window`` steps up to the kept
+    step and over the last 20 steps, and the step the checkpoint criterion kept. A head far below its logged
+    training accuracy at the kept step, but not with batch statistics, is undone by normalisation running averages
+    that had few updates at that step; a head whose logged accuracy at the kept step is low was rolled back to an
+    early step (the checkpoint is chosen on anomaly detection, not on the heads). Neither is a label mapping."""
     pred = model.predict_domains(images)
+    batch_size = int(getattr(model.base, "hp", {}).get("batch_size", 32))
+    batch = model.predict_domains(images, batch_statistics=True, batch_size=batch_size)
     history = model.base.history
+    kept = history.best_step if history.best_step is not None else len(history.steps)
     rows = []
     for h, predicted in pred.items():
         truth = np.asarray(images.domains[h]).astype(str)
-        log = history.logs.get(f"{model.base.latent_phase}/{h}_acc", [])
+        log = np.asarray(history.logs.get(f"{model.base.latent_phase}/{h}_acc", []), dtype=float)
+        at_kept = log[max(0, kept - window):kept]
         rows.append({"head": h, "accuracy (kept weights)": float((predicted == truth).mean()),
+                     "accuracy (batch statistics)": float((batch[h] == truth).mean()),
                      "always the most frequent": float(pd.Series(truth).value_counts(normalize=True).iloc[0]),
+                     "training accuracy at the kept step": float(np.nanmean(at_kept)) if len(at_kept) else np.nan,
                      "training accuracy (last 20 steps)": float(np.nanmean(log[-20:])) if len(log) else float("nan"),
                      "kept step": history.best_step, "steps": len(history.steps),
                      "checkpoint criterion": history.checkpoint_criterion or history.monitor_name})
     return pd.DataFrame(rows)
 
 
+def head_report(models: dict[str, MADDR], images) -> pd.DataFrame:
+    """`head_diagnostics` of several MADDR models ({method: model}) in one table, a ``method`` column first."""
+    frames = [head_diagnostics(model, images).assign(method=method) for method, model in models.items()]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return out[["method", *[c for c in out.columns if c != "method"]]] if len(out) else out
+
+
+def _wrapped(names, width: int = 11) -> list[str]:
+    return [textwrap.fill(str(n), width) for n in names]
+
+
 def head_confusions(model: MADDR, images, title: str = "") -> plt.Figure:
-    """Confusion matrices of the organ and modality heads on ``images`` (rows: true, columns: predicted)."""
+    """Confusion matrices of the organ and modality heads on ``images`` with the kept weights (rows: true label,
+    columns: predicted label, both in the head's own class order)."""
     pred = model.predict_domains(images)
     heads = list(pred)
-    fig, axes = plt.subplots(1, len(heads), figsize=(4.4 * len(heads), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(heads), figsize=(5.0 * len(heads), 4.2), squeeze=False)
     for ax, h in zip(axes[0], heads):
         names = model.hook.vocab[h]
         cm = confusion_matrix(np.asarray(images.domains[h]).astype(str), pred[h], labels=names)
-        sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=False, xticklabels=names, yticklabels=names, ax=ax)
+        sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=True, cbar_kws={"label": "images", "shrink": 0.8},
+                    xticklabels=_wrapped(names), yticklabels=_wrapped(names), ax=ax)
+        ax.tick_params(axis="y", labelrotation=0)
+        ax.tick_params(axis="x", labelrotation=0)
         acc = np.trace(cm) / max(cm.sum(), 1)
-        ax.set(xlabel="predicted", ylabel="true", title=f"{h} head (accuracy {acc:.3f})")
-    fig.suptitle(title, y=1.02)
+        ax.set(xlabel=f"predicted {h}", ylabel=f"true {h}", title=f"{h} head (accuracy {acc:.1%})")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def head_training_curves(models: dict[str, MADDR], report: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Per model: each head's logged training accuracy over the steps (moving average), the kept step, and at
+    the kept step the test accuracy of the kept weights (x: as scored; o: with batch statistics)."""
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.2), squeeze=False, sharey=True)
+    for ax, (method, model) in zip(axes[0], models.items()):
+        history, mine = model.base.history, report[report["method"] == method].set_index("head")
+        for i, h in enumerate(model.hook.heads):
+            log = pd.Series(history.logs.get(f"{model.base.latent_phase}/{h}_acc", []), dtype=float)
+            steps = np.arange(1, len(log) + 1)
+            ax.plot(steps, log.rolling(max(1, len(log) // 20), min_periods=1).mean(), color=f"C{i}",
+                    label=f"{h}: training (logged)")
+            kept = mine.loc[h, "kept step"]
+            if pd.notna(kept):
+                ax.plot([kept], [mine.loc[h, "accuracy (kept weights)"]], "x", color=f"C{i}", ms=8,
+                        label=f"{h}: test, kept weights")
+                ax.plot([kept], [mine.loc[h, "accuracy (batch statistics)"]], "o", mfc="none", color=f"C{i}", ms=8,
+                        label=f"{h}: test, batch statistics")
+        if pd.notna(mine["kept step"].iloc[0]):
+            ax.axvline(mine["kept step"].iloc[0], color="grey", ls=":", lw=1, label="kept step")
+        majority = mine["always the most frequent"]
+        for i, h in enumerate(majority.index if majority.round(3).nunique() > 1 else majority.index[:1]):
+            who = f"{h}: " if majority.round(3).nunique() > 1 else ""
+            ax.axhline(majority[h], color=f"C{i}" if who else "grey", ls="--", lw=1, label=f"{who}most frequent class")
+        ax.set(title=f"MADDR + {method}", xlabel="training step (all datasets)", ylabel="head accuracy",
+               ylim=(0, 1.05))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, bbox_to_anchor=(0.5, -0.12))
+    fig.suptitle(title or "The heads: training accuracy and the kept weights' test accuracy")
     fig.tight_layout()
     return fig
 
@@ -155,7 +377,7 @@ def loss_terms(history, phase: str, title: str = "", mixup_from: int | None = No
         if mixup_from is not None:
             ax.axvline(mixup_from, color="C3", ls=":", lw=1, label="mixup on")
             ax.legend(fontsize=7)
-        ax.set(title=term if term != "baseline" else "L_b (baseline)", xlabel="step")
+        ax.set(title=term if term != "baseline" else "L_b (baseline)", xlabel="step", ylabel="loss term")
     fig.suptitle(title, y=1.03)
     fig.tight_layout()
     return fig
@@ -167,8 +389,8 @@ def auroc_bars(frame: pd.DataFrame, order: list[str], title: str) -> plt.Figure:
     sns.barplot(data=frame, x="method", y="AUROC", hue="dataset", order=order, errorbar=None, ax=ax, alpha=0.8)
     sns.stripplot(data=frame, x="method", y="AUROC", hue="dataset", order=order, dodge=True, palette="dark:k", size=3,
                   ax=ax, legend=False)
-    ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set(title=title, xlabel="", ylim=(0, 1))
+    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
+    ax.set(title=title, xlabel="method", ylabel="test AUROC", ylim=(0, 1))
     ax.tick_params(axis="x", rotation=20)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title="dataset", title_fontsize=7)
     return fig

@@ -6,6 +6,8 @@ declaration (`Detector.with_latent_hook`, `LatentHook`): wrapping a new detector
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -183,10 +185,17 @@ class MADDR(Detector):
         return self.base.score(images)
 
     @torch.no_grad()
-    def latent_parts(self, images, batch_size: int = 128) -> dict[str, np.ndarray]:
-        """z and its parts (organ / modality / z_c) of ``images``, every network in eval mode."""
+    def latent_parts(self, images, batch_size: int = 128, batch_statistics: bool = False,
+                     seed: int = 0) -> dict[str, np.ndarray]:
+        """z and its parts (organ / modality / z_c) of ``images``, every network in eval mode.
+
+        batch_statistics: normalisation layers use each batch's own statistics, as in training, instead of their
+        running averages (a diagnostic: batches of ``batch_size`` images in a seeded random order, computed on a
+        copy of the model, whose state is left unchanged)."""
         if self.hook is None:
             raise RuntimeError("call fit() before using the latent code")
+        if batch_statistics:
+            return self._parts_with_batch_statistics(images, batch_size, seed)
         for m in self._modules():
             m.eval()
         out: dict[str, list] = {}
@@ -195,10 +204,24 @@ class MADDR(Detector):
                 out.setdefault(k, []).append(v.cpu())
         return {k: torch.cat(v).numpy() for k, v in out.items()}
 
+    def _parts_with_batch_statistics(self, images, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+        clone = copy.deepcopy(self)
+        for m in clone._modules():
+            m.train()
+        order = np.random.default_rng(seed).permutation(len(images))
+        out: dict[str, list] = {}
+        # near-equal batches of at least 2 images (a batch of one has no batch statistics)
+        for rows in np.array_split(order, max(1, int(np.ceil(len(order) / batch_size)))):
+            b = images.subset(np.asarray(rows)).float_images().to(clone.base.device)
+            for k, v in clone.hook.split(clone.base.encode_latent(b)).items():
+                out.setdefault(k, []).append(v.cpu())
+        inverse = np.argsort(order)
+        return {k: torch.cat(v).numpy()[inverse] for k, v in out.items()}
+
     @torch.no_grad()
-    def predict_domains(self, images) -> dict[str, np.ndarray]:
-        """Each head's predicted class name per image."""
-        parts = self.latent_parts(images)
+    def predict_domains(self, images, batch_statistics: bool = False, batch_size: int = 128) -> dict[str, np.ndarray]:
+        """Each head's predicted class name per image (``batch_statistics``: see `latent_parts`)."""
+        parts = self.latent_parts(images, batch_size, batch_statistics=batch_statistics)
         out = {}
         for h, clf in self.hook.classifiers.items():
             logits = clf(torch.as_tensor(parts[h]).to(self.base.device))

@@ -5,7 +5,8 @@ network.py        M_E, M_D, M'_D (shared-tail variant), PatchGAN D_I, MLP D_F, t
 losses.py         Eqs. 1-9 and the scores A_F, A_I, A_C
 perturbations.py  in-painting, local pixel shuffling, Bézier intensity (Fig. 3), batched and seeded
 detector.py       the registered detector "salad" with the ablation switches of Tables III-V
-experiments.py    helpers of notebook 04 (paper numbers, method settings, figures)
+experiments.py    helpers of notebook 04 (paper numbers, method settings, runs of the ablations and Table V, figures)
+conclusions.py    notebook 04's reading tables and generated conclusions (through adlib.verdicts)
 paper_numbers_salad.csv  the numbers printed in Tables I-VI
 
 No public code exists for SALAD; this follows the text section by section. Where the text is ambiguous we
@@ -38,8 +39,8 @@ chose, and say so here and in the notebook:
    |.| without saying mean or sum - the ranking is the same), A_I = mean |x_t - x_hat_t|, A_C = mean |z_t - C|.
 10. Model choice and threshold: the paper trains 200 epochs, reports "the average score of three runs", and
     takes "the threshold ... based on the best value of F1-score" without saying on which split. We keep the
-    checkpoint with the best validation AUROC and choose the F1-optimal threshold on the validation split only
-    (never on the test split).
+    checkpoint with the best validation AUROC and choose the threshold on the validation split only (never on the
+    test split), by the project's rule (Youden's J; the F1-max threshold is kept as labelled *_f1max columns).
 """
 from .detector import FEATURE_CONSTRAINTS, IMAGE_LOSSES, SCORES, SELF_SUPERVISION, SALADDetector  # noqa: F401
 from .network import (Centre, FeatureDiscriminator, PatchDiscriminator, SaladDecoder, SaladEncoder,  # noqa: F401

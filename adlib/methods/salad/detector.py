@@ -5,6 +5,8 @@ feature_constraint "centre" (L_ct, Eq. 7; default) | "none" | "kl" (Table III, f
 self_supervision   "encoder" (M'_D separate, only M_E shared; the paper's choice) | "none" |
                    "shared_enc_dec" (M'_D = M_D) | "encoder_last_layers" (M'_D shares M_D's last
                    ``shared_last`` layers) - Table IV
+perturbations      which of the three perturbations of Fig. 3 the restoration task draws from (default all
+                   three, the paper's; e.g. ("inpaint",) for an exercise)
 score              "feature" (A_F, default) | "image" (A_I) | "centre" (A_C) - Table V; `score_components`
                    gives all three from one model.
 
@@ -32,6 +34,7 @@ from ...training import DivergenceGuard, Phase, seed_everything, step_generator
 from . import losses as L
 from .network import (Centre, FeatureDiscriminator, PatchDiscriminator, SaladDecoder, SaladEncoder,
                       SharedTailDecoder)
+from .perturbations import KINDS as PERTURBATION_KINDS
 from .perturbations import perturb
 
 IMAGE_LOSSES = ("ssim", "l1")
@@ -50,7 +53,8 @@ class SALADDetector(ReconstructionDetector):
     def __init__(self, nz: int = 128, width: int = 64, max_width: int = 512, d_width: int = 64, d_hidden: int = 256,
                  steps: int = 2000, batch_size: int = 64, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
                  decay_start: float = 0.5, image_loss: str = "ssim", feature_constraint: str = "centre",
-                 self_supervision: str = "encoder", shared_last: int = 2, loss_weights: dict | None = None,
+                 self_supervision: str = "encoder", shared_last: int = 2,
+                 perturbations: tuple[str, ...] = PERTURBATION_KINDS, loss_weights: dict | None = None,
                  centre_rate: float = L.CENTRE_RATE, score: str = "feature", seed: int = 0,
                  holdout_fraction: float = 0.1, max_holdout: int = 256, eval_every: int = 100,
                  patience: int | None = None, collapse_window: int = 200, checkpoint_on: str = "auto",
@@ -61,12 +65,16 @@ class SALADDetector(ReconstructionDetector):
                                      (score, SCORES, "score")):
             if value not in allowed:
                 raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
+        perturbations = tuple(perturbations)
+        if not perturbations or any(k not in PERTURBATION_KINDS for k in perturbations):
+            raise ValueError(f"perturbations must be a non-empty subset of {PERTURBATION_KINDS}, got {perturbations!r}")
         weights = dict(L.WEIGHTS)
         weights.update(loss_weights or {})
         self._setup(dict(nz=nz, width=width, max_width=max_width, d_width=d_width, d_hidden=d_hidden, steps=steps,
                          batch_size=batch_size, lr=lr, betas=tuple(betas), decay_start=decay_start,
                          image_loss=image_loss, feature_constraint=feature_constraint,
-                         self_supervision=self_supervision, shared_last=shared_last, loss_weights=weights,
+                         self_supervision=self_supervision, shared_last=shared_last,
+                         perturbations=perturbations, loss_weights=weights,
                          centre_rate=centre_rate, score=score, seed=seed, holdout_fraction=holdout_fraction,
                          max_holdout=max_holdout, eval_every=eval_every, patience=patience,
                          collapse_window=collapse_window), checkpoint_on=checkpoint_on,
@@ -135,7 +143,7 @@ class SALADDetector(ReconstructionDetector):
         elif hp["feature_constraint"] == "kl":
             terms["ct"] = L.kl_batch(z_enc)
         if self.restorer is not None:
-            x_s, _ = perturb(batch.detach().cpu(), step_generator(hp["seed"], step, 2))
+            x_s, _ = perturb(batch.detach().cpu(), step_generator(hp["seed"], step, 2), hp["perturbations"])
             restored = self.restorer(self.encoder(to_signed(x_s.to(self.device))))
             terms["self"] = L.image_l1(restored, x)
         loss = L.total_loss(terms, hp["loss_weights"])
@@ -230,6 +238,6 @@ class SALADDetector(ReconstructionDetector):
         """Perturb [0, 1] images and restore them with M'_D(M_E(.)) (Fig. 3 with the proxy task's output)."""
         if self.restorer is None:
             raise RuntimeError("this model was trained without the self-supervised module")
-        x_s, _ = perturb(torch.as_tensor(images).float(), generator)
+        x_s, _ = perturb(torch.as_tensor(images).float(), generator, self.hp["perturbations"])
         out = torch.cat(self._map(x_s, lambda b: to_unit(self.restorer(self.encoder(to_signed(b)))).clamp(0, 1).cpu()))
         return x_s, out

@@ -1,5 +1,6 @@
 """Helpers of notebook 04 (SALAD): the paper's printed numbers, the settings of every method and ablation
-variant, and the notebook's figures. Kept here so that the notebook's cells stay short.
+variant, the runs of the ablations and of Table V, and the notebook's figures. Kept here so that the notebook's
+cells stay short. The reading tables and the generated conclusions are in `conclusions`.
 
 The baselines are created through the registry by name (`adlib.detectors.create`), never imported: a method
 module does not import a sibling method.
@@ -14,6 +15,8 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from ...experiment import score_and_record, scored_part
+from ...notebook import Runs
 from ...plots import embed_2d
 from .perturbations import bezier_intensity, inpaint, local_shuffle
 from ...data.protocol import cap_splits as cap  # noqa: F401  (the notebooks import it from here)
@@ -35,6 +38,8 @@ METHODS = {
 # the learning rates of each method's own paper (Adam); SALAD, GANomaly and SSIM-AE use the profile's lr (2e-4)
 OWN_LR = {"AE": 1e-3, "AE (L1)": 1e-3, "VAE": 1e-3, "f-AnoGAN": 1e-4, "MemAE": 1e-4}
 PAPER_ORDER = ("AE", "VAE", "f-AnoGAN", "GANomaly", "SSIM-AE", "SALAD")  # the paper's claimed ranking, low to high
+# the cheap auto-encoders whose budget curves still climb at 150 steps (notebook 08): config key ae_family_steps
+AE_FAMILY = ("AE", "AE (L1)", "VAE", "SSIM-AE", "MemAE")
 
 # Table III (image/feature-space losses; no self-supervision) and Table IV (self-supervision variants)
 TABLE3 = {
@@ -72,6 +77,8 @@ def detector_kwargs(method: str, cfg, n_train: int, **over) -> dict:
     """Keyword arguments of ``method`` (display name) for one notebook run, from the run configuration."""
     name, fixed = METHODS[method]
     steps = steps_for(cfg, "steps", n_train)
+    if method in AE_FAMILY and "ae_family_steps" in cfg.values:
+        steps = int(cfg["ae_family_steps"])
     common = dict(batch_size=cfg["batch_size"], eval_every=cfg["eval_every"], progress=False)
     lr = OWN_LR.get(method, cfg["lr"])
     if name == "conv_ae":
@@ -90,26 +97,80 @@ def detector_kwargs(method: str, cfg, n_train: int, **over) -> dict:
 
 
 
-def table_vs_paper(summary: pd.DataFrame, paper: pd.DataFrame, dataset_in_paper: str,
-                   methods: list[str]) -> pd.DataFrame:
-    """Ours (mean ± std over seeds) beside the paper's printed numbers, one row per method, fractions."""
-    rows = []
-    for m in methods:
-        ours = summary[summary["method"] == m]
-        row = {"method": m}
-        if len(ours):
-            row.update({c: ours[c].iloc[0] for c in ("n_seeds", "profile", "weights") if c in ours})
-        for metric in METRICS:
-            if len(ours):
-                mean, std = ours[f"{metric}_mean"].iloc[0], ours[f"{metric}_std"].iloc[0]
-                row[f"ours {metric}"] = f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
-            else:
-                row[f"ours {metric}"] = ""
-            printed = paper[(paper["method"] == m) & (paper["dataset"] == dataset_in_paper)
-                            & (paper["metric"] == PAPER_METRIC[metric])]["fraction"]
-            row[f"paper {metric}"] = round(float(printed.iloc[0]), 4) if len(printed) else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+def make_runs(cfg) -> Runs:
+    """The notebook's run helper (`adlib.notebook.Runs`): each method by its registered name, with the keyword
+    arguments of `detector_kwargs` for the protocol's training set."""
+    return Runs(cfg, detector_for=lambda method: METHODS[method][0],
+                kwargs_for=lambda method, protocol, **over: detector_kwargs(method, cfg, len(protocol.train), **over))
+
+
+def run_ablations(runs: Runs, protocol, cfg, table1_results: dict, table) -> dict:
+    """Tables III and IV on ``protocol`` (seeds ``other_seeds``): one SALAD run per variant, its row (with an
+    ``ablation`` column) added to ``table``. Table IV's "w/o SSL" is Table III's L_str + L_ct run, and "E." (the
+    paper's SALAD) the Table I run of the same seed when there is one: their rows are copied, not re-run."""
+    ablation = {}
+    for table_name, variants in (("Table III", TABLE3), ("Table IV", TABLE4)):
+        for variant, options in variants.items():
+            for seed in cfg["other_seeds"]:
+                if table_name == "Table IV" and variant == "w/o SSL":
+                    result = ablation[("Table III", "L_str + L_ct", seed)]
+                elif table_name == "Table IV" and variant == "E." and ("pneumonia", "SALAD", seed) in table1_results:
+                    result = table1_results[("pneumonia", "SALAD", seed)]
+                else:
+                    result = runs.run("SALAD", protocol, seed, None, dataset=protocol.dataset, variant=variant,
+                                      **options)
+                ablation[(table_name, variant, seed)] = result
+                table.add_row({**result.row, "variant": variant, "ablation": table_name})
+    return ablation
+
+
+def record_table5(table, table1_results: dict, protocol, cfg, seeds) -> dict[int, dict[str, np.ndarray]]:
+    """Table V: the scores A_I, A_C and A_F of the Table I SALAD models (``seeds``), each thresholded on
+    validation and recorded through `adlib.experiment.score_and_record` (the one path from scores to metrics).
+    Returns the test components per seed."""
+    components = {}
+    every_val, every_test = np.ones(len(protocol.val), bool), np.ones(len(protocol.test), bool)
+    for seed in seeds:
+        result = table1_results.get((protocol.dataset, "SALAD", seed))
+        if result is None or not result.ok:
+            continue
+        val_c, test_c = (result.detector.score_components(s) for s in (protocol.val, protocol.test))
+        components[seed] = test_c
+        for variant, key in TABLE5.items():
+            score_and_record(table, scored_part(val_c[key], protocol.val, every_val),
+                             scored_part(test_c[key], protocol.test, every_test), config=cfg, protocol=protocol,
+                             method="SALAD", seed=seed, detector=result.detector, variant=variant,
+                             dataset=protocol.dataset, status=result.status, ablation="Table V")
+    return components
+
+
+def run_labels(cfg, protocol, profile: str) -> dict[str, str]:
+    """{method: 'this run (cpu, 300 steps)'}: how each method of Table I trained in this profile."""
+    labels = {}
+    for method in METHODS:
+        kw = detector_kwargs(method, cfg, len(protocol.train))
+        steps = (f"{kw['gan_steps']} + {kw['encoder_steps']} steps" if "gan_steps" in kw else f"{kw['steps']} steps")
+        labels[method] = f"this run ({profile}, {steps})"
+    return labels
+
+
+def profile_text(cfg, protocol, profile: str) -> str:
+    """What this profile runs, from the configuration (Markdown): image size, steps, widths and seeds."""
+    n = len(protocol.train)
+    kw = {m: detector_kwargs(m, cfg, n) for m in METHODS}
+    salad, fano = kw["SALAD"], kw["f-AnoGAN"]
+    epochs = salad["steps"] * salad["batch_size"] / n
+    steps = {m: kw[m].get("steps") for m in METHODS if m not in ("SALAD", "f-AnoGAN")}
+    by_steps = {}
+    for m, v in steps.items():
+        by_steps.setdefault(v, []).append(m)
+    others = "; ".join(f"{', '.join(ms)}: {v} steps" for v, ms in by_steps.items())
+    return (f"**Profile {profile}**: PneumoniaMNIST at {protocol.train.size} px ({n:,} training normals). SALAD "
+            f"trains {salad['steps']} steps of batch {salad['batch_size']} (≈ {epochs:.1f} epochs) at width "
+            f"{salad['width']} → {salad['max_width']} channels, latent {salad['nz']}; {others}; f-AnoGAN "
+            f"{fano['gan_steps']} WGAN-GP + {fano['encoder_steps']} encoder steps. Seeds: "
+            f"{len(cfg['table_seeds'])} for Table I on PneumoniaMNIST, {len(cfg['other_seeds'])} elsewhere. "
+            f"The paper: 200 epochs of batch 64 at 256 px, widths not given (pix2pix's 64 → 512 in our paper profile).")
 
 
 def scored_rows(scores: dict[str, np.ndarray], labels: np.ndarray, names: dict[int, str]) -> pd.DataFrame:
@@ -204,7 +265,30 @@ def ablation_bars(frame: pd.DataFrame, paper: pd.DataFrame, title: str, order: l
             ax.plot([i - 0.4, i + 0.4], [printed.iloc[0]] * 2, color="k", lw=2,
                     label="paper (OCT)" if i == 0 else None)
     ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set(xticks=range(len(order)), xticklabels=order, ylabel="test AUROC", ylim=(0, 1.02), title=title)
+    ax.set(xticks=range(len(order)), xticklabels=order, xlabel="variant", ylabel="test AUROC", ylim=(0, 1.02),
+           title=title)
     ax.tick_params(axis="x", labelsize=8)
     ax.legend(fontsize=7, loc="lower right")
     return fig
+
+
+def loss_terms_figure(history, title: str = "SALAD: the terms of Eq. 9") -> plt.Figure:
+    """The individual (unweighted) terms of Eq. 9 over training, smoothed over ~1/30 of the run."""
+    frame = history.frame()
+    terms = [c for c in frame.columns if c.startswith("encoder+decoder/")]
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for c in terms:
+        ax.plot(frame["step"], frame[c].rolling(max(1, len(frame) // 30), min_periods=1).mean(), label=c.split("/")[1])
+    ax.set(xlabel="step", ylabel="loss term (unweighted)", yscale="log", title=title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def timing_reading(timing: pd.DataFrame) -> pd.DataFrame:
+    """One line per run (dataset, method, variant; mean over seeds): fit seconds and images/s, scoring seconds."""
+    keys = ["dataset", "method", "variant"]
+    fit = timing[timing["stage"] == "fit"].groupby(keys, sort=False)[["seconds", "images_per_s"]].mean()
+    score = timing[timing["stage"] != "fit"].groupby(keys, sort=False)["seconds"].mean()
+    out = fit.rename(columns={"seconds": "fit s", "images_per_s": "fit images/s"}).join(score.rename("score val+test s"))
+    out["runs"] = timing[timing["stage"] == "fit"].groupby(keys, sort=False).size()
+    return out.round(1).reset_index()

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..detectors import register
-from ..patch_features import (PatchDiscriminator, PatchFeatureDetector, apply_patchwise, flatten_patches,
+from ...detectors import register
+from ...patch_features import (PatchDiscriminator, PatchFeatureDetector, apply_patchwise, flatten_patches,
                               greedy_coreset, knn_distances, train_patch_scorer)
 
 
@@ -154,21 +154,22 @@ class WSCXRDetector(PatchFeatureDetector):
 
 # ------------------------------------------------------------------------------------------ diagnostic
 def authors_protocol_diagnostic(history, test_labels: np.ndarray) -> dict[str, float]:
-    """What the authors' evaluation would have reported, for comparison only (never our numbers):
-    the epoch with the best *test* AUROC, and the ACC/F1 threshold that maximises F1 *on the test set*.
-    Needs a history recorded with ``diagnostic=(test features, labels)``."""
-    from sklearn.metrics import precision_recall_curve
+    """What the authors' evaluation would have reported, for comparison only (never our numbers): the epoch with
+    the best *test* AUROC, and ACC/F1 at the threshold that maximises Youden's J (SEN + SPE - 1) *on the test set*
+    (an oracle threshold: it has seen the test labels). Needs a history recorded with
+    ``diagnostic=(test features, labels)``."""
+    from sklearn.metrics import roc_curve
 
-    from ..metrics import metrics_at_threshold, ScoredSplit
+    from ...metrics import ScoredSplit, metrics_at_threshold
 
     diag_auroc, diag_scores = history.extras.get("diagnostic_auroc"), history.extras.get("diagnostic_scores")
     if not diag_scores:
         raise ValueError("no diagnostic test scores were recorded; fit with diagnostic=<test FeatureSplit>")
     best = int(np.argmax(diag_auroc))
-    scores = diag_scores[best]
-    precision, recall, thresholds = precision_recall_curve(test_labels, scores)
-    f1 = 2 * precision[:-1] * recall[:-1] / np.clip(precision[:-1] + recall[:-1], 1e-12, None)
-    threshold = float(thresholds[int(np.argmax(f1))])
-    at = metrics_at_threshold(ScoredSplit(scores, test_labels, "test (diagnostic)"), threshold)
+    scores = np.asarray(diag_scores[best])
+    fpr, tpr, thresholds = roc_curve(test_labels, scores, drop_intermediate=False)
+    finite = np.isfinite(thresholds)
+    threshold = float(thresholds[finite][int(np.argmax((tpr - fpr)[finite]))])
+    at = metrics_at_threshold(ScoredSplit(scores, np.asarray(test_labels), "test (diagnostic)"), threshold)
     return {"AUROC": float(diag_auroc[best]), "ACC": at["ACC"], "F1": at["F1"],
             "epoch": int(history.eval_steps[best] // history.extras["steps_per_epoch"])}

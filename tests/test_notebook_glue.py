@@ -1,0 +1,55 @@
+"""adlib.notebook: the reading tables a student sees and the budget row each paper notebook shows."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from adlib import notebook
+
+
+def _rows():
+    rows = []
+    for seed, (a, b, f1) in enumerate([(0.30, 0.80, 0.77), (0.32, 0.84, 0.77), (0.31, 0.82, 0.77)]):
+        rows.append(dict(method="AE", variant="default", dataset="pneumonia", seed=seed, AUROC=a, AUROC_ci_low=a - 0.04,
+                         AUROC_ci_high=a + 0.04, F1=f1, SEN=1.0, SPE=0.0, degenerate=True, status="completed"))
+        rows.append(dict(method="SALAD", variant="default", dataset="pneumonia", seed=seed, AUROC=b, AUROC_ci_low=b - 0.04,
+                         AUROC_ci_high=b + 0.04, F1=0.8, SEN=0.8, SPE=0.7, degenerate=False, status="completed"))
+    rows.append(dict(method="MemAE", variant="default", dataset="pneumonia", seed=0, AUROC=0.51, F1=0.6, SEN=0.6,
+                     SPE=0.5, degenerate=False, status="completed"))
+    return pd.DataFrame(rows)
+
+
+def test_reading_table_marks_chance_degenerate_thresholds_and_single_seeds():
+    paper = pd.DataFrame({"method": ["AE", "SALAD"], "paper": [59.9, 82.7]})
+    table = notebook.reading_table(_rows(), paper=paper, extra_metrics=("F1",)).set_index("method")
+    assert list(table.columns) == ["ours AUROC", "F1", "paper", "difference", "note"]
+    assert table.loc["AE", "ours AUROC"] == "31.0 ± 1.0"
+    assert table.loc["AE", "F1"] == "—"  # a constant prediction's F1 is not a result
+    assert "below chance" in table.loc["AE", "note"]
+    assert table.loc["SALAD", "note"] == ""
+    assert table.loc["SALAD", "difference"] == pytest.approx(82.0 - 82.7)
+    assert table.loc["MemAE", "ours AUROC"] == "51.0 (1 seed)"  # no "± 0.0" for one seed
+    assert "at chance" in table.loc["MemAE", "note"]
+    assert pd.isna(table.loc["MemAE", "paper"])
+
+
+def test_reading_table_shows_the_medmnist_exact_auroc_and_failed_runs():
+    rows = _rows().assign(AUROC_medmnist_exact=0.9)
+    rows.loc[rows["method"] == "MemAE", ["AUROC", "status"]] = [float("nan"), "diverged (NaN loss)"]
+    table = notebook.reading_table(rows).set_index("method")
+    assert "MedMNIST-exact test 90.0" in table.loc["SALAD", "note"]
+    assert table.loc["MemAE", "ours AUROC"] == "—" and "diverged" in table.loc["MemAE", "note"]
+
+
+def test_best_budget_rows_choose_the_rung_on_validation_not_test():
+    common = dict(method="AE", dataset="pneumonia", status="completed", width_label="cpu", budget_knob="steps")
+    rows = pd.DataFrame([
+        dict(common, budget_multiplier=1, budget_value=150, val_AUROC=0.50, AUROC=0.90),  # best on test
+        dict(common, budget_multiplier=8, budget_value=1200, val_AUROC=0.60, AUROC=0.40),  # best on validation
+        dict(common, budget_multiplier=16, budget_value=2400, val_AUROC=0.70, AUROC=0.99, status="diverged"),
+        dict(common, method="VAE", budget_multiplier=1, budget_value=150, val_AUROC=0.9, AUROC=0.9),
+    ])
+    best = notebook.best_budget_rows("AE", "pneumonia", rows)
+    assert best["budget_multiplier"].tolist() == [8]
+    assert best["budget"].iloc[0] == "budget x8 (cpu width, steps 1200)"
+    assert notebook.best_budget_rows("SALAD", "pneumonia", rows).empty
