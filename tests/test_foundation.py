@@ -561,8 +561,10 @@ def test_outputs_go_to_a_folder_per_profile(scratch_outputs, keep_profile, monke
 
 
 # ------------------------------------------------------------------------------------------ figures
-def test_save_figure_writes_a_png_and_returns_none(scratch_outputs, keep_profile):
+def test_save_figure_writes_a_png_and_returns_none(scratch_outputs, keep_profile, monkeypatch):
     import matplotlib.pyplot as plt
+
+    monkeypatch.delenv("ADLIB_FIGURE_RULES", raising=False)  # a bare figure: the strict rules are tested elsewhere
 
     from adlib.paths import figures_dir
     from adlib.plots import save_figure
