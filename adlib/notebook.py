@@ -161,12 +161,13 @@ def show_table(frame: pd.DataFrame, caption: str | None = None, source: str | Pa
     else:
         print("\n".join(lines))
         print(frame.to_string(index=False))
-    return frame
+    # returns nothing: a returned frame would be displayed a second time when the call ends a cell
 
 
-def say(*parts) -> str:
-    """Show generated conclusions (verdict objects or Markdown strings) as rendered Markdown."""
-    return verdicts.show(*parts)
+def say(*parts) -> None:
+    """Show generated conclusions (verdict objects or Markdown strings) as rendered Markdown (returns nothing, so
+    that a call ending a cell does not display the text twice)."""
+    verdicts.show(*parts)
 
 
 def bullet_list(lines) -> str:

@@ -56,7 +56,10 @@ def results_dir_of(profile: str) -> Path:
 
 def relative_to_project(path: str | os.PathLike) -> str:
     """A path as printed in notebooks: relative to the repository when inside it (no machine-specific parts)."""
-    p = Path(path).resolve()
+    given = Path(path)
+    if not given.is_absolute() and not given.exists() and (PROJECT_ROOT / given).exists():
+        return str(given)  # already relative to the repository (e.g. what ResultsTable.save returns)
+    p = given.resolve()
     try:
         return str(p.relative_to(PROJECT_ROOT))
     except ValueError:  # outside the repository (a scratch directory): nothing to hide

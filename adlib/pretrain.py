@@ -237,7 +237,7 @@ def train_cifar10_backbone(arch: str, config: dict | None = None, directory=None
     }
     ckpt = backbones.write_cifar10_checkpoint(arch, model.torchvision_feature_state(), config, record, directory)
     print(f"[adlib.pretrain] {arch}: test accuracy {test_acc:.3f} on {len(test)} CIFAR-10 test images, "
-          f"{history.seconds:.0f} s training -> {ckpt.path}", flush=True)
+          f"{history.seconds:.0f} s training -> {ckpt.path.name} (in the adlib cache)", flush=True)
     return ckpt
 
 

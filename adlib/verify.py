@@ -45,7 +45,7 @@ KEY_COLUMNS = (
     "how", "source", "metric", "stage", "step", "unit", "group A", "group B", "config", "network", "backbone",
     "weights", "ablation", "trained_on", "data_source", "profile", "image_size", "input_size", "seed", "K",
     "retention", "grid", "latent", "layers", "loss", "loss layers", "targets", "batch_size", "timed steps",
-    "bf16_autocast", "compiled", "n_anomalies", "n_types", "repeat",
+    "bf16_autocast", "compiled", "n_anomalies", "n_types", "repeat", "head", "width_label", "budget_multiplier",
 )
 # Provenance: who/where/with what, not the result.
 PROVENANCE_COLUMNS = {"git_commit", "device", "threads", "torch", "machine", "config_sha256"}

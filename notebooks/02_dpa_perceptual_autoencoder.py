@@ -187,8 +187,8 @@ display(grow_schedule.table())
 # %% [markdown]
 # ## Training speed (Table 3 analogue)
 #
-# We time our training step in the authors' configuration (VGG19 perceptual loss, 64 px, batch 128, after one
-# warm-up step), with relu3_2 and with relu4_2, in two ways: with the target features $f(x)$ computed in every
+# We time our training step in the authors' configuration (VGG19 perceptual loss, 64 px; batch 128 in the paper
+# profile, 32 in the cpu profile, where bfloat16 autocast alone would take minutes per step; after one warm-up step), with relu3_2 and with relu4_2, in two ways: with the target features $f(x)$ computed in every
 # step, which is the step the authors' code runs, and with them cached: the training images are not augmented,
 # so $f(x)$ never changes and `DPADetector` computes it once per training image before training (bounded: at
 # most `cache_mb`, 1 GB; a unit test checks that the trained weights are identical with and without the cache).
