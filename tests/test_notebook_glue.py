@@ -53,3 +53,17 @@ def test_best_budget_rows_choose_the_rung_on_validation_not_test():
     assert best["budget_multiplier"].tolist() == [8]
     assert best["budget"].iloc[0] == "budget x8 (cpu width, steps 1200)"
     assert notebook.best_budget_rows("SALAD", "pneumonia", rows).empty
+
+
+def test_show_table_names_the_csv_relative_to_the_repository_from_the_notebooks_folder(monkeypatch, capsys):
+    """ResultsTable.save returns 'results/NN.csv'; notebooks run in notebooks/, where that path must not become
+    'notebooks/results/NN.csv'. Both calls return nothing, so a call ending a cell is not displayed twice."""
+    from adlib.paths import PROJECT_ROOT
+
+    committed = sorted((PROJECT_ROOT / "results").glob("0*_*.csv"))[0]
+    monkeypatch.chdir(PROJECT_ROOT / "notebooks")
+    assert notebook.show_table(pd.DataFrame({"method": ["AE"]}), source=f"results/{committed.name}") is None
+    out = capsys.readouterr().out
+    assert f"`results/{committed.name}`" in out and "notebooks/results" not in out
+    assert notebook.say("**plain** text") is None
+    assert "**plain** text" in capsys.readouterr().out
