@@ -48,7 +48,7 @@ KEY_COLUMNS = (
     "bf16_autocast", "compiled", "n_anomalies", "n_types", "repeat", "head", "width_label", "budget_multiplier",
 )
 # Provenance: who/where/with what, not the result.
-PROVENANCE_COLUMNS = {"git_commit", "device", "threads", "torch", "machine", "config_sha256"}
+PROVENANCE_COLUMNS = {"git_commit", "device", "threads", "torch", "python", "machine", "config_sha256", "finished_at"}
 # Cost columns (wall time, speed, memory) differ from run to run by nature.
 COST_NAMES = {"seconds", "per_s", "search_s_per_image", "vs default", "load_average", "peak_memory_MB",
               "added_memory_MB", "loop overhead %", "cpu_share", "CPU h", "wall h"}

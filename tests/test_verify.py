@@ -338,6 +338,7 @@ def test_a_change_to_an_output_tool_does_not_make_outputs_stale():
 
 
 def test_cost_columns_of_the_committed_tables_are_not_compared():
-    for column in ("fit images/s", "bare step images/s", "cache seconds", "loop overhead %", "CPU h", "cpu_share"):
+    for column in ("fit images/s", "bare step images/s", "cache seconds", "loop overhead %", "CPU h", "cpu_share",
+                   "finished_at", "python"):
         assert verify.is_ignored(column), column
     assert not verify.is_ignored("AUROC") and not verify.is_ignored("test AUROC at x1 (cpu budget)")
