@@ -5,7 +5,7 @@ notebook's result rows, so they run last, from the same code; see the README's "
 The tests over committed outputs mark these notebooks as strict xfails: as soon as one is executed and committed,
 its xfail passes unexpectedly and the suite fails until its number leaves this set, so the list cannot outlive its
 reason."""
-PENDING_EXECUTION: set[str] = {"07"}
+PENDING_EXECUTION: set[str] = set()
 
 # Executed notebooks whose committed outputs have a known defect that only their next execution removes (the fix is
 # in adlib/, and any change there means executing every notebook again): a strict xfail of the one test it breaks.
