@@ -30,7 +30,7 @@ Usage:
                     Figures/tables go to figures/ and results/ for cpu (the committed ones) and to
                     figures/P/ and results/P/ for any other profile, so no profile overwrites another's.
       --output DIR  where executed notebooks go, as DIR/<profile>/ (default: executed/).
-      --only NN     run only notebook NN (available: $(available_numbers)).
+      --only NN     run only notebook NN, or a comma-separated list (--only 00,03,07) (available: $(available_numbers)).
       --publish     also copy each executed notebook into notebooks/ (python -m adlib.publish);
                     cpu profile only, since notebooks/ holds the cpu-profile runs.
       --jobs N      run up to N notebooks at once, each in its own process of ONE CPU thread (default: one
@@ -175,10 +175,15 @@ fi
 NOTEBOOKS=()
 for nb in "${NOTEBOOK_GLOB[@]}"; do
   [ -e "$nb" ] || continue
-  if [ -z "$ONLY" ] || [[ "$(basename "$nb")" == "${ONLY}_"* ]]; then NOTEBOOKS+=("$nb"); fi
+  if [ -z "$ONLY" ] || [[ ",$ONLY," == *",$(basename "$nb" | cut -c1-2),"* ]]; then NOTEBOOKS+=("$nb"); fi
 done
-if [ -n "$ONLY" ] && { ! [[ "$ONLY" =~ ^[0-9][0-9]$ ]] || [ ${#NOTEBOOKS[@]} -eq 0 ]; }; then
-  die_usage "no notebook '$ONLY' for --only; available: $(available_numbers)"
+# --only NN or a comma-separated list (--only 00,03,07): every number must name a notebook
+if [ -n "$ONLY" ]; then
+  [[ "$ONLY" =~ ^[0-9][0-9](,[0-9][0-9])*$ ]] || die_usage "no notebook '$ONLY' for --only; available: $(available_numbers)"
+  IFS=',' read -r -a only_numbers <<< "$ONLY"
+  for num in "${only_numbers[@]}"; do
+    [ -n "$(compgen -G "notebooks/${num}_*.ipynb")" ] || die_usage "no notebook '$num' for --only; available: $(available_numbers)"
+  done
 fi
 if [ ${#NOTEBOOKS[@]} -eq 0 ]; then
   echo "$PROG: no notebooks found in $ROOT/notebooks" >&2

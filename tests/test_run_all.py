@@ -125,6 +125,23 @@ def test_run_mode_absolute_output_and_profile_locations(tmp_path):
     assert not out.exists()  # a dry run creates nothing
 
 
+def test_only_takes_a_comma_separated_list(tmp_path):
+    chosen = [NUMBERS[-1], NUMBERS[0]]  # any order: the run keeps the script's own order
+    proc = run_script("--profile", "smoke", "--output", str(tmp_path / "out"), "--only", ",".join(chosen),
+                      "--jobs", "1", dry_run=True)
+    assert proc.returncode == 0, proc.stderr
+    papermill = [l for l in proc.stdout.splitlines() if "-m papermill" in l]
+    ran = sorted(Path(l.split("-m papermill ")[1].split()[0]).name[:2] for l in papermill)
+    assert ran == sorted(chosen)
+
+
+@pytest.mark.parametrize("only", [f"{NUMBERS[0]},99", f"{NUMBERS[0]},", f"{NUMBERS[0]} {NUMBERS[1]}"])
+def test_only_list_with_an_unknown_or_malformed_entry_is_refused(only):
+    proc = run_script("--only", only, "--profile", "smoke")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--only" in proc.stderr and " ".join(NUMBERS) in proc.stderr
+
+
 def test_run_mode_cpu_writes_committed_locations_and_relative_output_follows_caller(tmp_path):
     proc = run_script("--profile", "cpu", "--output", "rel", "--only", NUMBERS[0], "--publish",
                       dry_run=True, cwd=tmp_path)
