@@ -7,6 +7,8 @@ results below or at chance, degenerate thresholds and runs that diverged.
 """
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -109,13 +111,19 @@ def reading_table(rows: pd.DataFrame, metric: str = "AUROC", *, keys=None, paper
         s = verdicts.stats(group, metric)
         line[f"ours {metric}"] = _value_text(s, scale, digits)
         line["_mean"] = s.mean * scale
+        dashed = []
         for extra in extra_metrics:
             if extra not in group.columns:
                 continue
             e = verdicts.stats(group, extra)
             degenerate = e.degenerate and verdicts.is_threshold_metric(extra)
             line[extra] = "—" if degenerate else _value_text(e, scale, digits)
-        line["note"] = _note(group, s, metric, scale)
+            dashed += [extra] if degenerate else []
+        note = _note(group, s, metric, scale)
+        if dashed and "degenerate threshold" not in note:  # say why a '—' stands where a number would
+            note = "; ".join(filter(None, [f"degenerate threshold ({'/'.join(dashed)} —: constant prediction, "
+                                           "not a result)", note]))
+        line["note"] = note
         out.append(line)
     table = pd.DataFrame(out)
     if paper is not None and not paper.empty:
@@ -142,9 +150,148 @@ def _value_text(s: verdicts.Stats, scale: float, digits: int) -> str:
     return f"{value} (1 seed)"
 
 
-def show_table(frame: pd.DataFrame, caption: str | None = None, source: str | Path | None = None):
+# ----------------------------------------------------------------------------------------------------------------
+# showing a table
+# ----------------------------------------------------------------------------------------------------------------
+# columns of running text: the only ones that wrap (every other cell stays on one line)
+TEXT_COLUMNS = {"note", "notes", "reason", "reasons", "why", "verdict", "status", "description", "sentence",
+                "normal / anomalous", "comment", "what", "meaning", "caveat"}
+WRAP_AFTER = 48  # characters: a text column whose longest cell is longer wraps
+# header words a student reads instead of the CSV's snake_case
+HEADER_WORDS = {"ci": "CI", "auroc": "AUROC", "ap": "AP", "f1": "F1", "acc": "ACC", "sen": "SEN", "spe": "SPE",
+                "cpu": "CPU", "val": "validation", "sha256": "SHA-256"}
+HEADERS = {"n_seeds": "seeds"}  # whole headers
+_MINUS_ZERO = re.compile(r"(?<![\w.])-(0(?:\.0+)?)(?![\d.])")
+
+
+def readable_header(column) -> str:
+    """'fit_images_per_s' -> 'fit images/s', 'n_seeds' -> 'seeds', 'AUROC_ci_low' -> 'AUROC CI low',
+    'job_cpu_seconds' -> 'job CPU s'; headers without an underscore are kept as they are."""
+    text = str(column)
+    if "_" not in text:
+        return text
+    if text in HEADERS:
+        return HEADERS[text]
+    text = text.replace("_per_s", "/s").replace("_seconds", " s").replace("_MB", " (MB)")
+    return " ".join(HEADER_WORDS.get(w.lower(), w) for w in text.replace(" ", "_").split("_") if w)
+
+
+def _decimals(values: pd.Series) -> int:
+    """One number of decimals per column: none for whole numbers, 1 from 10 up, 2 from 1 up, and enough for two
+    significant digits of the typical value below 1 (at most 4)."""
+    finite = values[np.isfinite(values)]
+    if finite.empty or np.allclose(finite, np.round(finite)):
+        return 0
+    size = finite.abs()
+    big = size.max()
+    if big >= 10:
+        return 1
+    if big >= 1:
+        return 2
+    typical = size[size > 0].median()
+    return int(min(4, max(2, 1 - np.floor(np.log10(typical)))))
+
+
+def _number_text(value: float, decimals: int) -> str:
+    text = f"{value:.{decimals}f}"
+    return _MINUS_ZERO.sub(r"\1", text)
+
+
+def cell_texts(frame: pd.DataFrame, percent=(), digits: dict | None = None) -> pd.DataFrame:
+    """The frame as the strings a student reads: fractions in ``percent`` columns × 100, one number of decimals
+    per column (`_decimals`, or ``digits[column]``), whole numbers without '.0', no '-0.0', missing values blank,
+    booleans as yes/no."""
+    digits = dict(digits or {})
+    out = {}
+    for column in frame.columns:
+        series = frame[column]
+        if pd.api.types.is_bool_dtype(series):
+            out[column] = series.map({True: "yes", False: "no"}).astype(object)
+            continue
+        numeric = pd.to_numeric(series, errors="coerce") if series.dtype != object else None
+        if numeric is not None and pd.api.types.is_numeric_dtype(series):
+            values = numeric.astype(float) * (100.0 if column in percent else 1.0)
+            decimals = digits.get(column, 1 if column in percent else _decimals(values))
+            out[column] = [_number_text(v, decimals) if np.isfinite(v) else "" for v in values]
+            continue
+        texts = []
+        for v in series:
+            if v is None or (isinstance(v, float) and not np.isfinite(v)) or v is pd.NA or v is pd.NaT:
+                texts.append("")
+            elif isinstance(v, (bool, np.bool_)):
+                texts.append("yes" if v else "no")
+            elif isinstance(v, (float, np.floating)):
+                v = float(v) * (100.0 if column in percent else 1.0)
+                texts.append(_number_text(v, digits.get(column, 1 if column in percent or abs(v) >= 10 else 2)))
+            else:
+                texts.append(_MINUS_ZERO.sub(r"\1", str(v)))
+        out[column] = texts
+    return pd.DataFrame(out, index=range(len(frame)), columns=list(frame.columns))
+
+
+def _wrapping(texts: pd.DataFrame, wrap) -> set:
+    if wrap is not None:
+        return {c for c in texts.columns if c in set(wrap)}
+    return {c for c in texts.columns
+            if (str(c).lower() in TEXT_COLUMNS or texts[c].str.len().max() > WRAP_AFTER) and len(texts)
+            and texts[c].str.len().max() > 24}
+
+
+def _is_numeric_text(column: pd.Series) -> bool:
+    shown = [t for t in column if t]
+    return bool(shown) and all(re.match(r"^[-+−]?[\d.,]+(\s|%|$)", t) for t in shown)
+
+
+@dataclass
+class ReadingTable:
+    """A table as shown: HTML in a notebook (no index; every cell on one line except running-text columns), the
+    same table as plain text elsewhere (and as the text/plain copy of the output)."""
+
+    texts: pd.DataFrame
+    wrap: set
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        right = {c for c in self.texts.columns if _is_numeric_text(self.texts[c])}
+
+        def style(column, header=False):
+            parts = ["white-space: normal; min-width: 14em; max-width: 36em" if column in self.wrap
+                     else "white-space: nowrap"]
+            parts.append("text-align: right" if column in right else "text-align: left")
+            if header:
+                parts.append("vertical-align: bottom")
+            else:
+                parts.append("vertical-align: top")
+            return "; ".join(parts)
+
+        head = "".join(f'<th style="{style(c, True)}">{esc(readable_header(c))}</th>' for c in self.texts.columns)
+        body = "".join("<tr>" + "".join(f'<td style="{style(c)}">{esc(t)}</td>' for c, t in zip(self.texts.columns, row))
+                       + "</tr>" for row in self.texts.itertuples(index=False, name=None))
+        return (f'<table class="dataframe adlib-table" style="width: auto; border-collapse: collapse">'
+                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def __repr__(self) -> str:
+        if self.texts.empty:
+            return " | ".join(readable_header(c) for c in self.texts.columns) + "\n(no rows)"
+        return self.texts.rename(columns=readable_header).to_string(index=False)
+
+
+def reading_view(frame: pd.DataFrame, *, percent=(), digits: dict | None = None, wrap=None) -> ReadingTable:
+    """The frame as `show_table` shows it (see `cell_texts` for the numbers, `readable_header` for the headers)."""
+    frame = frame.reset_index(drop=True) if not isinstance(frame.index, pd.RangeIndex) else frame
+    texts = cell_texts(frame, percent=percent, digits=digits)
+    return ReadingTable(texts, _wrapping(texts, wrap))
+
+
+def show_table(frame: pd.DataFrame, caption: str | None = None, source: str | Path | None = None, *,
+               percent=(), digits: dict | None = None, wrap=None):
     """Display a reading table without its index (rendered HTML in a notebook, text elsewhere); ``source`` names
-    the CSV that holds the full provenance."""
+    the CSV that holds the full provenance.
+
+    Values never wrap inside a cell ('57.6 (1 seed)', '18.3 ± 13.1' and CIs stay on one line); only running-text
+    columns (note, reason, verdict, ... or any text longer than `WRAP_AFTER` characters; ``wrap`` names them
+    explicitly) wrap. ``percent`` names columns of fractions (AUROC 0.632) shown in % (63.2); ``digits`` fixes a
+    column's decimals. snake_case headers read as words (`readable_header`); '-0.0' reads '0.0'."""
     from .runtime import in_notebook_kernel
 
     lines = []
@@ -152,16 +299,24 @@ def show_table(frame: pd.DataFrame, caption: str | None = None, source: str | Pa
         lines.append(f"**{caption}**")
     if source is not None:
         lines.append(f"Full provenance of every row: `{relative_to_project(source)}`.")
+    view = reading_view(frame, percent=percent, digits=digits, wrap=wrap)
     if in_notebook_kernel():
         from IPython.display import Markdown, display
 
         if lines:
             display(Markdown("  \n".join(lines)))
-        display(frame.style.hide(axis="index").format(na_rep="", precision=1))
+        display(view)
     else:
         print("\n".join(lines))
-        print(frame.to_string(index=False))
+        print(repr(view))
     # returns nothing: a returned frame would be displayed a second time when the call ends a cell
+
+
+def percent_sentence(values: dict, names: dict | None = None, digits: int = 1) -> str:
+    """'AUROC 63.2 %, validation AUROC 77.0 %' from {'AUROC': 0.632, 'val_AUROC': 0.77} (fractions in, % out)."""
+    names = names or {}
+    return ", ".join(f"{names.get(k, readable_header(k))} {_number_text(100 * float(v), digits)} %"
+                     for k, v in values.items())
 
 
 def say(*parts) -> None:

@@ -67,3 +67,40 @@ def test_show_table_names_the_csv_relative_to_the_repository_from_the_notebooks_
     assert f"`results/{committed.name}`" in out and "notebooks/results" not in out
     assert notebook.say("**plain** text") is None
     assert "**plain** text" in capsys.readouterr().out
+
+
+def test_reading_table_says_why_a_threshold_metric_is_a_dash():
+    """A '—' in the F1/ACC column is explained in the note (the Markdown above the table promises it)."""
+    table = notebook.reading_table(_rows(), extra_metrics=("F1",)).set_index("method")
+    assert table.loc["AE", "F1"] == "—" and "degenerate threshold" in table.loc["AE", "note"]
+    assert "degenerate" not in table.loc["SALAD", "note"]
+
+
+def test_show_table_reads_without_index_in_percent_without_minus_zero_and_keeps_values_on_one_line():
+    frame = pd.DataFrame({"method": ["AE", "SALAD"], "val_AUROC": [0.632, 0.7701], "difference": [-0.4, -0.0],
+                          "runs": [1920.0, 3.0], "ours AUROC": ["57.6 (1 seed)", "18.3 ± 13.1"],
+                          "note": ["below chance: it ranks normal images above anomalous ones, " * 2, ""]},
+                         index=[10, 20])
+    view = notebook.reading_view(frame, percent=("val_AUROC",))
+    html = view._repr_html_()
+    assert ">10<" not in html and ">20<" not in html  # no index column
+    assert "validation AUROC" in html and "val_AUROC" not in html  # headers read as words
+    assert ">63.2<" in html and ">77.0<" in html  # fractions shown in %
+    assert ">1920<" in html and "1920.0" not in html  # whole numbers without '.0'
+    assert "-0.0" not in html and ">0.00<" in html
+    cells = dict(zip(frame.columns, html.split("<tbody>")[1].split("</tr>")[0].split("<td ")[1:]))
+    for column in ("method", "val_AUROC", "ours AUROC", "runs"):
+        assert "nowrap" in cells[column], column  # values never wrap inside a cell
+    assert "nowrap" not in cells["note"] and "white-space: normal" in cells["note"]  # running text wraps
+    text = repr(view)
+    assert "57.6 (1 seed)" in text and "-0.0" not in text and "validation AUROC" in text
+
+
+def test_show_table_prints_the_readable_table_outside_a_notebook(capsys):
+    notebook.show_table(pd.DataFrame({"change": [-0.0, 1.25], "status": ["-0.0 (tie)", "ok"]}), caption="c")
+    out = capsys.readouterr().out
+    assert "**c**" in out and "-0.0" not in out and "0.0 (tie)" in out
+
+
+def test_percent_sentence_turns_a_metrics_dict_into_percent():
+    assert notebook.percent_sentence({"AUROC": 0.632, "val_AUROC": 0.77}) == "AUROC 63.2 %, validation AUROC 77.0 %"
