@@ -14,6 +14,7 @@ A leaf module: it imports nothing from adlib, so anything may import it.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -106,3 +107,18 @@ def _warn_override_once(n: int) -> None:
                f"results will differ slightly from the committed ones (which used {DEFAULT_THREADS} thread; the "
                f"'threads' column of every result row records the count)")
     print(f"[adlib] warning: {message}", flush=True)
+
+
+@contextmanager
+def keep_torch_threads():
+    """Restore torch's intra-op thread count after code that resets the shared OpenMP pool.
+
+    umap-learn's numba kernels set OpenMP's thread count to every core, and torch reads that same setting: after one
+    UMAP projection, notebook 05 computed its later rows with 2 threads instead of 1 (measured; on a 16-core machine it
+    would be 16), so those numbers depended on the core count."""
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)

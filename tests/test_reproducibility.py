@@ -115,3 +115,36 @@ def test_max_steps_must_be_a_positive_whole_number(monkeypatch):
         monkeypatch.setenv("ADLIB_MAX_STEPS", bad)
         with pytest.raises(ValueError, match="ADLIB_MAX_STEPS.*1 or more"):
             config.load_run_config(CONFIGS[0], "smoke")
+
+
+def test_keep_torch_threads_restores_a_count_changed_inside(restore_threads):
+    torch.set_num_threads(1)
+    with runtime.keep_torch_threads():
+        torch.set_num_threads(2)  # what numba does to the shared OpenMP pool
+    assert torch.get_num_threads() == 1
+
+
+def test_umap_projection_leaves_torch_on_one_thread(restore_threads):
+    # measured: one UMAP projection (numba) left torch computing on every core, so notebook 05's later rows
+    # recorded threads=2 and depended on the core count
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("umap")
+    from adlib import plots
+
+    torch.set_num_threads(1)
+    plots.embed_2d(np.random.default_rng(0).normal(size=(120, 8)), method="umap")
+    assert torch.get_num_threads() == 1
+
+
+def test_committed_rows_were_computed_with_one_thread():
+    # every committed cpu-profile row records the thread count it was computed with (run_provenance)
+    import pandas as pd
+
+    offenders = {}
+    for path in sorted((ROOT / "results").glob("[0-9][0-9]_*.csv")):
+        frame = pd.read_csv(path)
+        if "threads" in frame.columns:
+            counts = frame["threads"].dropna()
+            if (counts != 1).any():
+                offenders[path.name] = sorted(set(counts.astype(int)))
+    assert not offenders, f"rows computed with more than one thread (numbers depend on the core count): {offenders}"
