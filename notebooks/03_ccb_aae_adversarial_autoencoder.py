@@ -57,7 +57,7 @@ from adlib.methods.adversarial_ae.experiments import (
     paper_medical_table, paper_numbers_ccb_aae, per_class_rows, pneumonia_reading, profile_text, reconstruction_grid,
     seed_dots, steps_for, timing_summary, validation_over_training)
 from adlib.metrics import auroc
-from adlib.notebook import BUDGET_ROWS, best_budget_rows, bullet_list, reading_table, say, show_table
+from adlib.notebook import BUDGET_ROWS, best_budget_rows, bullet_list, reading_table, say, show_config, show_table
 from adlib.paths import figures_dir, relative_to_project
 from adlib.results import ResultsTable, save_frame
 from adlib.shift import fine_detail
@@ -73,7 +73,7 @@ profile = None  # smoke, cpu or paper (None: $ADLIB_PROFILE, else paper on a GPU
 cfg = load_run_config("03_ccb_aae_adversarial_autoencoder", profile)
 PROFILE = cfg.profile.name
 device = choose_device()
-print(cfg.summary())
+show_config(cfg)
 print(f"device: {device}; torch threads: {torch.get_num_threads()}")
 
 # %% [markdown]
@@ -236,7 +236,9 @@ show_table(paper_medical_table("ILD"), caption="Paper, ILD CT patches (Tables 2/
 show_table(paper_medical_table("HAM10000"), caption="Paper, HAM10000 (Tables 4/5): ACC and F1 (%)");
 
 # %% [markdown]
-# Each dot is one seed, the bars mean ± std.
+# Each dot is one seed, the bars mean ± std. A hollow circle is a seed whose validation threshold is degenerate
+# (one class for almost every image): its F1 is that of a constant prediction, no result, and is left out of
+# the bar. The same holds for the hollow points of the chain-length figures below.
 
 # %%
 pn = med_rows.query("dataset == 'pneumonia'")

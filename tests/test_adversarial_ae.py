@@ -3,6 +3,7 @@
 Tiny networks (width 8) on synthetic lesion phantoms, one CPU thread; the whole file runs in well under a minute.
 """
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -299,3 +300,64 @@ def test_budget_sentences_say_when_every_rung_keeps_the_same_step():
     text = " ".join(budget_sentences(ladder, pd.DataFrame({"method": []}), cfg))
     assert "same test AUROC 67.2 at every rung" in text and "keeps step 50" in text
     assert "from 25.5 (x1) to 45.8 (x2)" in text
+
+
+def _legend_labels(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
+
+
+def _plotted_y(ax):
+    """Every y value drawn on the axes as filled dots, hollow markers and lines: (filled, hollow)."""
+    from matplotlib.collections import LineCollection, PathCollection
+
+    filled, hollow = [], []
+    for coll in ax.collections:
+        if isinstance(coll, LineCollection):  # error bars: their y values are in the segments
+            filled.extend(y for seg in coll.get_segments() for y in np.asarray(seg)[:, 1])
+            continue
+        if not isinstance(coll, PathCollection):
+            continue
+        offsets = np.asarray(coll.get_offsets())
+        if not len(offsets):
+            continue
+        face = coll.get_facecolors()
+        (hollow if len(face) == 0 or np.all(face[:, 3] == 0) else filled).extend(offsets[:, 1].tolist())
+    for line in ax.lines:
+        filled.extend(np.asarray(line.get_ydata(), dtype=float).tolist())
+    return filled, hollow
+
+
+def test_seed_dots_never_show_a_degenerate_threshold_as_a_result():
+    """Figure 03_seeds_medical_f1 once drew the pneumonia F1 of all-anomalous thresholds (0.769) as results."""
+    import matplotlib.pyplot as plt
+
+    from adlib.methods.adversarial_ae.experiments import DEGENERATE_LABEL, seed_dots
+
+    frame = pd.DataFrame({"method": ["CCB-AAE"] * 3 + ["GANomaly"] * 2, "dataset": ["pneumonia"] * 5,
+                          "F1": [0.7699, 0.7698, 0.7697, 0.61, 0.63], "AUROC": [0.3, 0.3, 0.3, 0.6, 0.6],
+                          "degenerate": [True, "True", True, False, False]})
+    ax = seed_dots(frame, "F1", "F1").axes[0]
+    filled, hollow = _plotted_y(ax)
+    assert sorted(hollow) == pytest.approx([0.7697, 0.7698, 0.7699])
+    assert not any(abs(y - 0.7698) < 0.001 for y in filled)  # neither a dot nor inside a mean bar
+    assert DEGENERATE_LABEL in _legend_labels(ax)
+    ax = seed_dots(frame, "AUROC", "AUROC", hue=None).axes[0]  # AUROC needs no threshold: all filled
+    assert _plotted_y(ax)[1] == [] and DEGENERATE_LABEL not in _legend_labels(ax)
+    plt.close("all")
+
+
+def test_ccb_length_curve_leaves_degenerate_points_out_of_the_line():
+    import matplotlib.pyplot as plt
+
+    from adlib.methods.adversarial_ae.experiments import DEGENERATE_LABEL, ccb_length_curve, paper_numbers_ccb_aae
+
+    ours = pd.DataFrame({"dataset": ["retina grade 3"] * 3, "factor": [1, 2, 4], "ACC": [0.53, 0.59, 0.3058],
+                         "F1": [0.49, 0.52, 0.44], "degenerate": [False, False, True]})
+    paper = paper_numbers_ccb_aae()
+    paper = paper[paper["table"].isin(["Table 6", "Table 7"]) & paper["dataset"].str.startswith("HAM10000")]
+    ax = ccb_length_curve(ours, paper, "ACC", "ACC").axes[0]
+    filled, hollow = _plotted_y(ax)
+    assert hollow == pytest.approx([0.3058])
+    assert not any(abs(y - 0.3058) < 1e-6 for y in filled if np.isfinite(y))
+    assert DEGENERATE_LABEL in _legend_labels(ax)
+    plt.close("all")

@@ -17,6 +17,8 @@ from ...experiment import ExperimentResult, score_and_record, scored_part
 from ...gan import scaled_ccb_lengths
 from ...notebook import Runs, best_budget_rows, budget_rows, reading_table
 from ...paper_numbers import paper_numbers
+from ...results import as_flags
+from ...verdicts import is_threshold_metric
 from ...data.protocol import cap_splits as cap  # noqa: F401  (the notebooks import it from here)
 
 PAPER_CSV = Path(__file__).with_name("paper_numbers_ccb_aae.csv")
@@ -78,57 +80,111 @@ def per_class_rows(result: ExperimentResult, protocol, *, classes: dict[int, str
 
 # ----- figures -------------------------------------------------------------------------------------------
 def cifar_bar_chart(ours: pd.DataFrame, paper: pd.DataFrame, title: str) -> plt.Figure:
-    """Fig. 5 analogue: AUROC per anomalous CIFAR-10 class and method; bars = ours (mean over seeds, with the
-    seeds as dots), black ticks = the paper's Table 1."""
+    """Fig. 5 analogue: AUROC (%) per anomalous CIFAR-10 class and method; bars = ours (mean over seeds, with the
+    seeds as black dots), black ticks = the paper's Table 1, chance dashed; the legend, outside the axes, names
+    each of them."""
     classes = list(dict.fromkeys(ours["class"]))
     methods = [m for m in METHODS if m in set(ours["method"])]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(classes) * max(1, len(methods)) / 5, 3.6))
+    fig, ax = plt.subplots(figsize=(3.6 + 1.5 * len(classes) * max(1, len(methods)) / 5, 3.8))
     width = 0.8 / max(1, len(methods))
     palette = sns.color_palette("deep", len(METHODS))
+    dots = False
     for j, m in enumerate(methods):
         color = palette[list(METHODS).index(m)]
         for i, c in enumerate(classes):
             x = i + (j - (len(methods) - 1) / 2) * width
-            vals = ours[(ours["method"] == m) & (ours["class"] == c)]["AUROC"].to_numpy(dtype=float)
+            vals = 100 * ours[(ours["method"] == m) & (ours["class"] == c)]["AUROC"].to_numpy(dtype=float)
             ax.bar(x, np.nanmean(vals) if len(vals) else np.nan, width * 0.9, color=color,
-                   label=m if i == 0 else None)
-            ax.scatter(np.full(len(vals), x), vals, s=8, color="k", zorder=3)
+                   label=f"{m} (ours, mean)" if i == 0 else None)
+            ax.scatter(np.full(len(vals), x), vals, s=8, color="k", zorder=3, label=None if dots else "ours, one seed")
+            dots = dots or bool(len(vals))
             printed = paper[(paper["method"] == m) & (paper["dataset"] == f"CIFAR-10 {c}")]["value"]
             if len(printed):
-                ax.plot([x - width * 0.45, x + width * 0.45], [printed.iloc[0]] * 2, color="k", lw=2, zorder=4)
-    ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set(xticks=range(len(classes)), xticklabels=[f"{c}\n(anomalous)" for c in classes], ylabel="test AUROC",
-           xlabel="anomalous class",
-           ylim=(0, 1.02), title=title)
+                ax.plot([x - width * 0.45, x + width * 0.45], [100 * printed.iloc[0]] * 2, color="k", lw=2, zorder=4)
+    ax.axhline(50, color="grey", ls="--", lw=1, label="chance (50 %)")
+    ax.set(xticks=range(len(classes)), xticklabels=[f"{c}\n(anomalous)" for c in classes], ylabel="test AUROC (%)",
+           xlabel="anomalous class", ylim=(0, 102), title=title)
     ax.plot([], [], color="k", lw=2, label="paper (Table 1)")
-    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
+
+
+# A degenerate threshold's F1/ACC/SEN/SPE describe a constant prediction: the figures never show them as results,
+# only as hollow markers under this legend label (and never inside a mean or a line).
+DEGENERATE_LABEL = "degenerate threshold: not a result"
+
+
+def degenerate_mask(frame: pd.DataFrame, metric: str) -> np.ndarray:
+    """True for the rows whose ``metric`` depends on a degenerate validation threshold (the row's `degenerate` flag,
+    `degenerate_f1max` for *_f1max metrics); all False for AUROC-like metrics, which need no threshold."""
+    flag = "degenerate_f1max" if metric.endswith("_f1max") else "degenerate"
+    if not is_threshold_metric(metric) or flag not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return as_flags(frame[flag].to_numpy())
+
+
+def _hollow(ax, xs, ys, labelled: bool) -> bool:
+    """Hollow markers for degenerate-threshold values; the legend label once per axes. Returns whether labelled."""
+    if len(xs):
+        ax.scatter(xs, ys, s=34, facecolors="none", edgecolors="k", linewidths=1.0, zorder=4,
+                   label=None if labelled else DEGENERATE_LABEL)
+        return True
+    return labelled
 
 
 def seed_dots(frame: pd.DataFrame, metric: str, title: str, x: str = "method",
               hue: str | None = "dataset") -> plt.Figure:
-    """Per-seed dots with mean ± std bars, one group per ``x`` (and colour per ``hue``)."""
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * frame[x].nunique(), 3.4))
-    sns.stripplot(data=frame, x=x, y=metric, hue=hue, dodge=hue is not None, jitter=0.15, size=5, ax=ax,
-                  order=[m for m in METHODS if m in set(frame[x])] if x == "method" else None)
-    sns.pointplot(data=frame, x=x, y=metric, hue=hue, dodge=0.4 if hue else False, errorbar="sd", markers="_",
-                  linestyles="none", capsize=0.15, ax=ax, legend=False, palette="dark" if hue else None,
-                  color=None if hue else "k",
-                  order=[m for m in METHODS if m in set(frame[x])] if x == "method" else None)
+    """Per-seed dots with mean ± std bars, one group per ``x`` (and colour per ``hue``).
+
+    Rows whose threshold is degenerate (for F1/ACC/SEN/SPE) are drawn as hollow black markers labelled
+    DEGENERATE_LABEL and left out of the mean ± std bar: their value is no result."""
+    groups = [m for m in METHODS if m in set(frame[x])] if x == "method" else list(dict.fromkeys(frame[x]))
+    levels = list(dict.fromkeys(frame[hue])) if hue else [None]
+    palette = sns.color_palette("deep", len(levels))
+    bad = degenerate_mask(frame, metric)
+    values = pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=float)
+    rng = np.random.default_rng(0)
+    width = 0.8 / len(levels)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(groups), 3.4))
+    labelled = False
+    for j, level in enumerate(levels):
+        color = palette[j] if hue else "C0"
+        in_level = np.ones(len(frame), bool) if hue is None else (frame[hue] == level).to_numpy()
+        for i, g in enumerate(groups):
+            pos = i + (j - (len(levels) - 1) / 2) * width
+            sel = in_level & (frame[x] == g).to_numpy() & np.isfinite(values)
+            good, worse = values[sel & ~bad], values[sel & bad]
+            jitter = lambda n: pos + rng.uniform(-0.3, 0.3, n) * width  # noqa: E731
+            ax.scatter(jitter(len(good)), good, s=22, color=color, zorder=3,
+                       label=level if (hue and i == 0) else None)
+            labelled = _hollow(ax, jitter(len(worse)), worse, labelled)
+            if len(good):
+                std = good.std(ddof=1) if len(good) > 1 else 0.0
+                ax.errorbar(pos, good.mean(), yerr=std, fmt="_", ms=14, color="k", capsize=4, lw=1, zorder=5)
     ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set(title=title, xlabel=x)
-    if hue:
+    ax.set(title=title, xlabel=x, ylabel=metric, xticks=range(len(groups)), xticklabels=groups,
+           xlim=(-0.6, len(groups) - 0.4))
+    if hue or labelled:
         ax.legend(fontsize=7, loc="best")
     return fig
 
 
 def ccb_length_curve(ours: pd.DataFrame, paper: pd.DataFrame, metric: str, title: str) -> plt.Figure:
     """Figs. 6/7 analogue: metric vs CCB length factor; ours (one line per anomaly class) beside the paper's
-    HAM10000 columns (Tables 6/7)."""
+    HAM10000 columns (Tables 6/7). A point whose threshold is degenerate is no result: it is left out of the line
+    (a gap when no seed of that factor is left) and drawn as a hollow marker labelled DEGENERATE_LABEL."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.3), sharey=True)
-    for name, group in ours.groupby("dataset", sort=False):
-        g = group.groupby("factor")[metric].mean()
-        axes[0].plot(g.index, g.values, "o-", label=name)
+    bad = degenerate_mask(ours, metric)
+    labelled = False
+    for name, group in ours.assign(_bad=bad).groupby("dataset", sort=False):
+        factors = sorted(group["factor"].dropna().unique())
+        g = group[~group["_bad"]].groupby("factor")[metric].mean().reindex(factors)
+        line, = axes[0].plot(g.index, g.values, "o-", label=name)
+        worse = group[group["_bad"]]
+        if len(worse):
+            axes[0].scatter(worse["factor"], worse[metric], s=40, facecolors="none", edgecolors=line.get_color(),
+                            linewidths=1.2, zorder=4, label=None if labelled else DEGENERATE_LABEL)
+            labelled = True
     axes[0].set(title=f"ours: {title}", xlabel="CCB length factor (x [1,2,3,4])", ylabel=metric)
     axes[0].legend(fontsize=7)
     factor_of = {length_label(f): f for f in (1, 2, 4, 6, 8)}
@@ -149,12 +205,12 @@ def alpha_curve(tables: dict[str, pd.DataFrame], title: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     for name, t in tables.items():
         if t is not None:
-            ax.plot(t["alpha"], t["val_AUROC"], "o-", ms=3, label=name)
-    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
-    ax.set(xlabel="alpha (weight of the image term)", ylabel="validation AUROC", title=title,
+            ax.plot(t["alpha"], 100 * t["val_AUROC"], "o-", ms=3, label=name)
+    ax.axhline(50, color="grey", ls="--", lw=1, label="chance (50 %)")
+    ax.set(xlabel="alpha (weight of the image term)", ylabel="validation AUROC (%)", title=title,
            xticks=[0, 0.25, 0.5, 0.75, 1],
            xticklabels=["0\nlatent term\nonly", "0.25", "0.5", "0.75", "1\nimage term\nonly"])
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
 
 
@@ -362,12 +418,12 @@ def validation_over_training(detectors: dict[str, object], title: str) -> plt.Fi
         h = det.history
         if h is None or not h.eval_steps:
             continue
-        line, = ax.plot(h.eval_steps, h.monitor_values, "o-", ms=3, label=name)
+        line, = ax.plot(h.eval_steps, 100 * np.asarray(h.monitor_values, dtype=float), "o-", ms=3, label=name)
         if h.best_step is not None and h.best_step in h.eval_steps:
-            ax.plot([h.best_step], [h.monitor_values[h.eval_steps.index(h.best_step)]], "*", ms=11,
+            ax.plot([h.best_step], [100 * h.monitor_values[h.eval_steps.index(h.best_step)]], "*", ms=11,
                     color=line.get_color())
-    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
+    ax.axhline(50, color="grey", ls="--", lw=1, label="chance (50 %)")
     ax.plot([], [], "*", color="k", ms=9, label="kept checkpoint")
-    ax.set(xlabel="training step", ylabel="validation AUROC (best alpha)", title=title)
-    ax.legend(fontsize=7)
+    ax.set(xlabel="training step", ylabel="validation AUROC (%, best alpha)", title=title)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
