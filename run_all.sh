@@ -85,6 +85,13 @@ available_numbers() {
   echo "${names[*]:-none}"
 }
 
+# The commit of the code a notebook starting now imports (adlib.provenance.git_commit: "+dirty" when adlib/ or a
+# notebook source differs from HEAD); publish records it, so a commit made during a long run cannot be named instead.
+code_commit() {
+  if [ "$DRY_RUN" = 1 ]; then echo "dry-run"; return; fi
+  python -c 'from adlib.provenance import git_commit; print(git_commit())' 2>/dev/null || echo unknown
+}
+
 # Runs a command, or prints it (with the ADLIB_PROFILE it would see) under ADLIB_DRY_RUN=1.
 run() {
   if [ "$DRY_RUN" = 1 ]; then
@@ -423,6 +430,7 @@ for batch in "${BATCHES[@]}"; do
     name=$(basename "$nb")
     echo "[adlib] running $name"
     papermill_command "$nb" 0 0
+    run_commit=$(code_commit)  # the code this notebook imports: publish records it, not HEAD at publish time
     t0=$(date +%s)
     if ! run "${CMD[@]}"; then
       summary+=("$(printf '%-45s %6d s  FAILED' "$name" $(( $(date +%s) - t0 )))")
@@ -431,7 +439,7 @@ for batch in "${BATCHES[@]}"; do
     fi
     summary+=("$(printf '%-45s %6d s  ok' "$name" $(( $(date +%s) - t0 )))")
     if [ "$PUBLISH" = 1 ]; then
-      run python -m adlib.publish "$OUTDIR/$name" --to notebooks  # without papermill's injected-parameters cell
+      run python -m adlib.publish "$OUTDIR/$name" --to notebooks --commit "$run_commit"  # without papermill's injected-parameters cell
     fi
     continue
   fi
@@ -445,6 +453,7 @@ for batch in "${BATCHES[@]}"; do
     set -m
   fi
   RUNNING=()
+  run_commit=$(code_commit)  # every notebook of the batch starts now, on this code
   for i in "${!members[@]}"; do
     nb=${members[$i]}
     name=$(basename "$nb")
@@ -477,7 +486,7 @@ for batch in "${BATCHES[@]}"; do
     fi
     if [ "$rc" = 0 ]; then
       summary+=("$(printf '%-45s %6d s  ok' "$name" "$secs")")
-      if [ "$PUBLISH" = 1 ]; then run python -m adlib.publish "$OUTDIR/$name" --to notebooks; fi
+      if [ "$PUBLISH" = 1 ]; then run python -m adlib.publish "$OUTDIR/$name" --to notebooks --commit "$run_commit"; fi
     else
       summary+=("$(printf '%-45s %6d s  FAILED (exit %s), log: %s' "$name" "$secs" "$rc" "$LOGDIR/${name%.ipynb}.log")")
       failed="${failed:+$failed }$name"

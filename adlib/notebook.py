@@ -273,12 +273,19 @@ class ReadingTable:
     def __repr__(self) -> str:
         if self.texts.empty:
             return " | ".join(readable_header(c) for c in self.texts.columns) + "\n(no rows)"
-        return self.texts.rename(columns=readable_header).to_string(index=False)
+        left = {c: (lambda t, w=int(self.texts[c].str.len().max()): t.ljust(w))
+                for c in self.texts.columns if not _is_numeric_text(self.texts[c])}
+        return self.texts.to_string(index=False, formatters=left, header=[readable_header(c) for c in self.texts.columns])
 
 
 def reading_view(frame: pd.DataFrame, *, percent=(), digits: dict | None = None, wrap=None) -> ReadingTable:
     """The frame as `show_table` shows it (see `cell_texts` for the numbers, `readable_header` for the headers)."""
-    frame = frame.reset_index(drop=True) if not isinstance(frame.index, pd.RangeIndex) else frame
+    if isinstance(frame, pd.Series):
+        frame = frame.to_frame()
+    if isinstance(frame.columns, pd.MultiIndex):  # ('brightness', 'mean') -> 'brightness mean'
+        frame = frame.set_axis([" ".join(str(p) for p in c if str(p)) for c in frame.columns], axis=1)
+    named = any(n is not None for n in frame.index.names)
+    frame = frame.reset_index(drop=not named)  # a named index (a groupby key) becomes a column, row numbers go
     texts = cell_texts(frame, percent=percent, digits=digits)
     return ReadingTable(texts, _wrapping(texts, wrap))
 
@@ -310,6 +317,30 @@ def show_table(frame: pd.DataFrame, caption: str | None = None, source: str | Pa
         print("\n".join(lines))
         print(repr(view))
     # returns nothing: a returned frame would be displayed a second time when the call ends a cell
+
+
+def _setting_text(value) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_setting_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, dict) for v in value):  # e.g. backbones: one line each, named first
+            return " | ".join((f"{v['name']}: " if "name" in v else "")
+                              + _setting_text({k: x for k, x in v.items() if k != "name"}) for v in value)
+        return ", ".join(_setting_text(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def config_table(cfg) -> pd.DataFrame:
+    """A run configuration (`adlib.config.RunConfig`) as setting / value lines, for reading (not raw JSON)."""
+    return pd.DataFrame([{"setting": k, "value": _setting_text(v)} for k, v in cfg.as_dict().items()])
+
+
+def show_config(cfg) -> None:
+    """Show the notebook's run configuration as a small setting / value table (its file named in the caption)."""
+    show_table(config_table(cfg), caption=f"Run configuration: {cfg.notebook}, profile {cfg.profile.name} "
+               f"(adlib/configs/{cfg.notebook}.toml)", wrap=("value",))
 
 
 def percent_sentence(values: dict, names: dict | None = None, digits: int = 1) -> str:

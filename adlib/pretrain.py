@@ -236,7 +236,7 @@ def train_cifar10_backbone(arch: str, config: dict | None = None, directory=None
         "torch": torch.__version__, "torchvision": torchvision.__version__,
     }
     ckpt = backbones.write_cifar10_checkpoint(arch, model.torchvision_feature_state(), config, record, directory)
-    print(f"[adlib.pretrain] {arch}: test accuracy {test_acc:.3f} on {len(test)} CIFAR-10 test images, "
+    print(f"[adlib.pretrain] {arch}: test accuracy {100 * test_acc:.1f} % on {len(test)} CIFAR-10 test images, "
           f"{history.seconds:.0f} s training -> {ckpt.path.name} (in the adlib cache)", flush=True)
     return ckpt
 
@@ -249,7 +249,7 @@ def ensure_cifar10_backbone(arch: str, config: dict | None = None, directory=Non
     if found is not None:
         found.verify()
         print(f"[adlib.pretrain] found {found.path.name} (config {found.tag}, test accuracy "
-              f"{found.manifest['test_accuracy']:.3f}); not retraining", flush=True)
+              f"{100 * found.manifest['test_accuracy']:.1f} %); not retraining", flush=True)
         return found
     print(f"[adlib.pretrain] no CIFAR-10 checkpoint of {arch} with config {backbones.config_tag(config)}; "
           f"training {config['steps']} steps of {config['batch_size']} images", flush=True)

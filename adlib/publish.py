@@ -26,16 +26,19 @@ def strip_injected_parameters(nb: nbformat.NotebookNode) -> dict:
     return dict(nb.metadata.get("papermill", {}).get("parameters", {}))
 
 
-def publish(executed: Path, target_dir: Path) -> Path:
+def publish(executed: Path, target_dir: Path, commit: str | None = None) -> Path:
+    """Copy ``executed`` into ``target_dir`` without papermill's injected cell, recording ``commit``: the code the
+    run started on (run_all.sh passes it), else HEAD now. A "+dirty" or unknown commit is refused."""
     nb = nbformat.read(executed, as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     if errors:
         raise SystemExit(f"{executed} contains {len(errors)} error output(s); fix the run before publishing it")
     params = strip_injected_parameters(nb)
-    # the commit whose code produced these outputs (publish runs right after the execution, in the same tree);
-    # adlib.verify's staleness check compares it with HEAD, and a "+dirty" one fails the tests
-    params["git_commit"] = commit = git_commit()
-    if commit.endswith("+dirty") and os.environ.get("ADLIB_PUBLISH_DIRTY", "0") != "1":
+    # the commit whose code produced these outputs: the one the run started on (HEAD at publish time may be later,
+    # when something was committed during a long run); adlib.verify's staleness check compares it with HEAD, and a
+    # "+dirty" one fails the tests
+    params["git_commit"] = commit = commit or git_commit()
+    if (commit.endswith("+dirty") or commit == "unknown") and os.environ.get("ADLIB_PUBLISH_DIRTY", "0") != "1":
         raise SystemExit(f"{executed} was executed on uncommitted code ({commit}): commit adlib/ and notebooks/*.py "
                          "first, re-execute, then publish (ADLIB_PUBLISH_DIRTY=1 publishes anyway, for a draft)")
     nb.metadata["adlib"] = {"executed_with": params}
@@ -48,9 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--to", type=Path, default=Path(__file__).resolve().parent.parent / "notebooks")
+    parser.add_argument("--commit", help="the commit the execution started on (default: HEAD now)")
     args = parser.parse_args(argv)
     for path in args.notebooks:
-        print(f"published {path} -> {publish(path, args.to)}")
+        print(f"published {path} -> {publish(path, args.to, args.commit)}")
 
 
 if __name__ == "__main__":

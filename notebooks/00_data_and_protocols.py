@@ -41,7 +41,7 @@ from adlib.data import (CIFAR10_CLASSES, DATASETS, TestDataError, cifar10_one_vs
 from adlib.experiment import provenance_columns
 from adlib.metrics import (ScoredSplit, auroc, evaluate_scores, is_degenerate, metrics_at_threshold,
                            select_threshold_on_validation)
-from adlib.notebook import Runs, best_budget_rows, bullet_list, reading_table, say, show_table
+from adlib.notebook import Runs, best_budget_rows, bullet_list, reading_table, say, show_config, show_table
 from adlib.paper_numbers import paper_numbers
 from adlib.paths import figures_dir, relative_to_project, results_dir
 from adlib.results import ResultsTable, save_frame
@@ -60,7 +60,7 @@ profile = None  # smoke, cpu or paper (None: $ADLIB_PROFILE, else paper on a GPU
 cfg = load_run_config("00_data_and_protocols", profile)
 device = choose_device()
 print(f"profile={cfg.profile.name} ({cfg.profile.description}); seeds={cfg.seeds}; device={device}")
-print(cfg.summary())
+show_config(cfg)
 
 # %% [markdown]
 # ## The datasets
@@ -70,8 +70,8 @@ print(cfg.summary())
 # in `adlib.data.DATASETS`:
 
 # %%
-display(pd.DataFrame([{"dataset": k, "MedMNIST flag": v.flag, "organ": v.organ, "modality": v.modality,
-                       "normal / anomalous": v.description} for k, v in DATASETS.items()]))
+show_table(pd.DataFrame([{"dataset": k, "MedMNIST flag": v.flag, "organ": v.organ, "modality": v.modality,
+                          "normal / anomalous": v.description} for k, v in DATASETS.items()]))
 
 # %% [markdown]
 # The protocol applied to each dataset. `train` holds the normal training images only; the anomalous
@@ -81,7 +81,7 @@ display(pd.DataFrame([{"dataset": k, "MedMNIST flag": v.flag, "organ": v.organ, 
 # %%
 protocols = {name: make_protocol(name, size=28, seed=0) for name in DATASETS}
 summary = pd.concat([p.summary().assign(source=p.data_source()) for p in protocols.values()], ignore_index=True)
-display(summary)
+show_table(summary)
 fig = plots.class_balance(summary, "Images per part of the protocol (28 px files)")
 plots.save_figure(fig, "00_class_balance")
 
@@ -112,7 +112,7 @@ for name, p in protocols.items():
 # %%
 pneumonia = make_protocol("pneumonia", size=cfg.image_size, max_train=cfg.get("max_train"), seed=0)
 say(protocol_notes.test_split_note(pneumonia))
-display(pneumonia.summary())
+show_table(pneumonia.summary())
 
 # %% [markdown]
 # Two more datasets serve tests and teaching. **Synthetic phantoms**: smooth body outlines with two
@@ -133,7 +133,7 @@ for direction in ("one_normal", "one_anomalous"):
     cifar_rows.append({"direction": direction, "class": CIFAR10_CLASSES[1], "train normals": len(c.train),
                        **{f"val {k}": v for k, v in c.val.counts().items()},
                        **{f"test {k}": v for k, v in c.test.counts().items()}})
-display(pd.DataFrame(cifar_rows))
+show_table(pd.DataFrame(cifar_rows))
 
 # %% [markdown]
 # ## The protocol, and why the test split never makes a choice
@@ -177,13 +177,14 @@ except TestDataError as err:
 # Youden's J.
 #
 # A four-image example you can check by hand: scores 0.1, 0.4 (normal) and 0.35, 0.8 (anomalous).
-# Three of the four (anomalous, normal) pairs are ordered correctly, so AUROC = 0.75.
+# Three of the four (anomalous, normal) pairs are ordered correctly, so AUROC = 3/4 (75 %; tables show it in %).
 
 # %%
 toy = ScoredSplit(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), "val")
 toy_metrics = evaluate_scores(toy, ScoredSplit(toy.scores, toy.labels, "test"))
-display(pd.DataFrame([{k: toy_metrics[k] for k in ("AUROC", "F1", "SEN", "SPE", "threshold", "threshold_rule",
-                                                   "F1_f1max", "threshold_f1max", "degenerate_f1max")}]).round(3))
+show_table(pd.DataFrame([{k: toy_metrics[k] for k in ("AUROC", "F1", "SEN", "SPE", "threshold", "threshold_rule",
+                                                      "F1_f1max", "threshold_f1max", "degenerate_f1max")}]),
+           caption="The four-image example (AUROC, F1, SEN, SPE in %)", percent=("AUROC", "F1", "SEN", "SPE", "F1_f1max"))
 
 # %% [markdown]
 # ## A complete minimal run: a convolutional autoencoder on PneumoniaMNIST
@@ -254,7 +255,9 @@ show_table(protocol_notes.two_test_sets_table(scored), caption="This notebook's 
 # %%
 effect = protocol_notes.masking_effect()
 n_masked = int((~test.medmnist_exact).sum()) if test.medmnist_exact is not None else 0
-show_table(effect, caption="Masking the Kaggle-only test normals: committed pneumonia rows (AUROC, %)")
+effect_csv = save_frame(effect, "00_masking_effect", provenance_columns(cfg, pneumonia))
+show_table(protocol_notes.masking_summary(effect), source=effect_csv, caption="Masking the Kaggle-only test normals: "
+           "committed pneumonia rows per detector (AUROC in %, mean over its rows; change: median and range)")
 say(bullet_list(protocol_notes.masking_sentences(effect, n_masked or None)));
 
 # %% [markdown]
@@ -332,7 +335,7 @@ shift_csv = save_frame(shift, "00_train_test_shift", provenance_columns(cfg, pne
 show_table(shift, caption="Can a classifier tell two groups of normal images apart?", source=shift_csv)
 stats = pd.concat([image_statistics(g, name) for name, g in {**groups, "test pneumonia": test.anomalies()}.items()],
                   ignore_index=True)
-display(stats.groupby("group", sort=False).agg(["mean", "std"]).round(4))
+show_table(stats.groupby("group", sort=False).agg(["mean", "std"]), caption="Image statistics per group")
 fig = protocol_notes.shift_figure(stats, "Image statistics of the normal images of each part, and the test pneumonia")
 plots.save_figure(fig, "00_train_test_shift")
 say(bullet_list(protocol_notes.shift_sentences(shift, stats, rows)));

@@ -45,7 +45,7 @@ from adlib.config import load_run_config
 from adlib.data import make_protocol
 from adlib.experiment import provenance_columns
 from adlib.metrics import auroc
-from adlib.notebook import bullet_list, say, show_table
+from adlib.notebook import bullet_list, say, show_config, show_table
 from adlib.paths import figures_dir, relative_to_project, results_dir
 
 notebook_start = time.perf_counter()
@@ -67,7 +67,7 @@ TRAINED_HERE = [a for a in cfg.archs if a in backbones.TORCHVISION_ARCHS]  # CIF
 # smoke runs never touch the real checkpoint cache: their tiny checkpoint lives in a scratch directory
 checkpoint_dir = tempfile.mkdtemp(prefix="adlib_smoke_ckpt_") if cfg.scratch_checkpoints else None
 PROV = {k: v for k, v in provenance_columns(cfg).items() if k != "profile"}  # code, machine, config hash
-print(cfg.summary())
+show_config(cfg)
 
 # %% [markdown]
 # ## Where the weights come from
@@ -102,7 +102,7 @@ for arch in cfg.archs:
     availability.append({"arch": arch, "ImageNet file": backbones.imagenet_checkpoint_path(arch).name,
                          "ImageNet available": backbones.imagenet_available(arch),
                          "CIFAR-10 checkpoints": len(backbones.cifar10_checkpoints(arch, checkpoint_dir))})
-display(pd.DataFrame(availability))
+show_table(pd.DataFrame(availability), caption="Weights available on this machine")
 
 # %% [markdown]
 # ## Our own pretraining: the backbones as CIFAR-10 classifiers
@@ -142,7 +142,7 @@ plots.save_figure(fig, "01_cifar10_pretraining_curves")
 
 # %%
 sources, auto_table = study_lib.weight_sources(cfg.archs, checkpoint_dir)
-display(auto_table)
+show_table(auto_table)
 
 # %% [markdown]
 # ## Data

@@ -54,7 +54,7 @@ from adlib.methods.dpa import experiments as dpa_speed, reading
 from adlib.methods.dpa.experiments import rescale_for_display, selection_figure, training_curve_with_stages
 from adlib.methods.dpa.selection import config_name, selection_curve, weakly_supervised_search
 from adlib.metrics import auroc
-from adlib.notebook import Runs, bullet_list, say, show_table
+from adlib.notebook import Runs, bullet_list, say, show_config, show_table
 from adlib.paths import figures_dir, relative_to_project, results_dir
 from adlib.results import ResultsTable, save_frame
 from adlib.shift import fine_detail
@@ -71,7 +71,7 @@ cfg = load_run_config("02_dpa_perceptual_autoencoder", profile)
 DPA = dict(cfg.dpa, patience=cfg.dpa["patience"] or None)  # patience 0 in the config = no early stopping
 PERC, ALT = dict(cfg.perceptual), dict(cfg.alternative)  # the default perceptual network and the alternative
 device = choose_device()
-print(cfg.summary())
+show_config(cfg)
 print(f"device={device}; threads={torch.get_num_threads()}")
 
 # %% [markdown]
@@ -129,7 +129,7 @@ pneumonia = load("pneumonia", cfg.image_size)
 exact = pneumonia.test.medmnist_exact
 print("data source:", pneumonia.data_source(), "| MedMNIST-exact test images:",
       "n/a" if exact is None else f"{int(exact.sum())} of {len(exact)}")
-display(pneumonia.summary())
+show_table(pneumonia.summary())
 
 # %% [markdown]
 # ## III-A · The deep perceptual autoencoder
@@ -498,7 +498,8 @@ if cfg.retina_types:
     fig = selection_figure(curves_r, full_r, "RetinaMNIST: selected config vs anomaly types", x="n_types",
                            hue="n_anomalies")
     plots.save_figure(fig, "02_fig5_selection_retina_types")
-    display(curves_r.groupby(["n_types", "n_anomalies"])["test_AUROC"].agg(["mean", "std"]).round(3))
+    show_table(curves_r.groupby(["n_types", "n_anomalies"])["test_AUROC"].agg(["mean", "std"]),
+               caption="Selected config's test AUROC (%) by anomaly types and labelled anomalies", percent=("mean", "std"))
 else:
     print(f"skipped in the {cfg.profile.name} profile (time budget); run with profile='paper'")
 

@@ -63,7 +63,7 @@ from adlib.methods.salad.experiments import (METHODS, TABLE3, TABLE4, TABLE5, ab
                                              paper_numbers_salad, perturbation_rows, profile_text, record_table5,
                                              run_ablations, run_labels, scored_rows, timing_reading, tsne_with_without_centre)
 from adlib.metrics import all_anomalous_baseline, auroc
-from adlib.notebook import bullet_list, say, show_table
+from adlib.notebook import bullet_list, say, show_config, show_table
 from adlib.results import ResultsTable, save_frame
 from adlib.shift import fine_detail
 from adlib.training import choose_device
@@ -79,7 +79,7 @@ profile = None  # smoke, cpu or paper (None: $ADLIB_PROFILE, else paper on a GPU
 cfg = load_run_config("04_salad_self_supervised", profile)
 PROFILE = cfg.profile.name
 device = choose_device()
-print(cfg.summary())
+show_config(cfg)
 print(f"device: {device}; torch threads: {torch.get_num_threads()}")
 
 # %% [markdown]
@@ -212,7 +212,7 @@ seed0 = cfg["table_seeds"][0]
 show_table(concl.table1_reading(rows1, run_labels(cfg, pneumonia, PROFILE)),
            caption="Table I · PneumoniaMNIST test AUROC and F1 (%)", source=saved[0])
 floor = all_anomalous_baseline(pneumonia.test.labels)
-print(f"for reference: calling every test image anomalous gives ACC {floor['ACC']:.3f}, F1 {floor['F1']:.3f}")
+print(f"for reference: calling every test image anomalous gives ACC {100 * floor['ACC']:.1f} %, F1 {100 * floor['F1']:.1f} %")
 
 # %%
 say(*concl.table1_conclusions(rows1));
@@ -307,8 +307,8 @@ say(concl.table6_sentence(table6));
 # %% [markdown]
 # ## Why the auto-encoders fall below chance
 #
-# Several pixel-error detectors rank the pneumonia test images *below* the normal ones (AUROC < 50). The review
-# of issue 19 found pneumonia X-rays smoother than normal ones in every split. The measurement: each test image's
+# Several pixel-error detectors rank the pneumonia test images *below* the normal ones (AUROC < 50). The reason,
+# measured below and in notebook 00: pneumonia X-rays carry less fine detail (they are smoother) than normal ones. The measurement: each test image's
 # fine detail (mean |vertical gradient|), its AUROC on its own, and the Spearman correlation ρ of each method's
 # score with it (first seed; "SALAD A_I" is the image error of the SALAD model whose feature error A_F is its score).
 

@@ -43,7 +43,7 @@ from IPython.display import display
 from adlib import plots, verdicts
 from adlib.config import load_run_config
 from adlib.methods.wscxr import experiments as ex
-from adlib.notebook import budget_rows, reading_table, say, show_table
+from adlib.notebook import budget_rows, reading_table, say, show_config, show_table
 from adlib.paths import figures_dir, relative_to_project, results_dir
 
 notebook_start = time.perf_counter()
@@ -57,7 +57,7 @@ profile = None  # smoke, cpu or paper (None: $ADLIB_PROFILE, else paper on a GPU
 cfg = load_run_config("06_wscxr_weakly_supervised", profile)
 study = ex.Study(cfg)
 MAIN, SEEDS, K_ABL = study.main, study.seeds, study.k_abl
-print(cfg.summary())
+show_config(cfg)
 
 # %% [markdown]
 # **Pretrained weights.** The authors use an ImageNet DenseNet121, whose file cannot be downloaded on this

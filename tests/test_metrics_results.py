@@ -228,6 +228,13 @@ def test_publish_drops_injected_parameters_and_refuses_errors(tmp_path, monkeypa
     with pytest.raises(SystemExit, match="uncommitted code"):  # outputs of uncommitted code are never published
         publish(executed, tmp_path)
 
+    # the commit the run started on wins over HEAD at publish time (a commit made during a long run)
+    out = nbformat.read(publish(executed, tmp_path, commit="0123456789ab"), as_version=4)
+    assert out.metadata["adlib"]["executed_with"]["git_commit"] == "0123456789ab"
+    for bad in ("0123456789ab+dirty", "unknown"):
+        with pytest.raises(SystemExit, match="uncommitted code"):
+            publish(executed, tmp_path, commit=bad)
+
 
 def test_atomic_path_leaves_nothing_half_written(tmp_path):
     import os

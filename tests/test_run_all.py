@@ -150,7 +150,8 @@ def test_run_mode_cpu_writes_committed_locations_and_relative_output_follows_cal
     assert f"figures:            {ROOT}/figures\n" in proc.stdout
     assert f"result tables:      {ROOT}/results\n" in proc.stdout
     assert "(ADLIB_PROFILE=cpu)" in next(l for l in proc.stdout.splitlines() if "-m papermill" in l)
-    assert any("-m adlib.publish" in l and "--to notebooks" in l for l in proc.stdout.splitlines())
+    # publish records the commit the notebook started on (a dry run names it "dry-run"), not HEAD at publish time
+    assert any("-m adlib.publish" in l and "--to notebooks --commit dry-run" in l for l in proc.stdout.splitlines())
 
 
 def test_script_leaves_matplotlib_backend_to_the_kernel():

@@ -165,7 +165,7 @@ def _load_model(arch: str, weights: str, seed: int, directory=None, verbose: boo
         norm = ckpt.manifest["normalization"]
         acc = ckpt.manifest.get("test_accuracy")
         info = WeightsInfo("cifar10", f"{ckpt.path.name} (CIFAR-10 test accuracy "
-                           f"{acc:.3f})" if acc is not None else ckpt.path.name,
+                           f"{100 * acc:.1f} %)" if acc is not None else ckpt.path.name,
                            tuple(norm["mean"]), tuple(norm["std"]), f"cifar10-{ckpt.tag}", ckpt.path.parent,
                            ckpt.manifest["sha256"], ckpt.path.name)
     else:

@@ -188,9 +188,13 @@ def percent_display(frame: pd.DataFrame, columns, digits: int = 1) -> pd.DataFra
 
 
 def grid_display(grid: pd.DataFrame) -> pd.DataFrame:
-    """The selection grid for reading: AUROCs in %, the held-out loss with three significant digits."""
+    """The selection grid for reading: AUROCs in %, the held-out loss with one number of decimals for the whole
+    column (two significant digits of its smallest value)."""
     out = percent_display(grid, ("val_AUROC_mean", "val_AUROC_std", "test_AUROC"))
-    out["heldout_normal_loss"] = [f"{v:.3g}" for v in grid["heldout_normal_loss"]]
+    loss = pd.to_numeric(grid["heldout_normal_loss"], errors="coerce")
+    small = loss[loss > 0].min() if (loss > 0).any() else 1.0
+    decimals = int(min(4, max(1, 1 - np.floor(np.log10(small)))))
+    out["heldout_normal_loss"] = [f"{v:.{decimals}f}" if np.isfinite(v) else "—" for v in loss]
     return out.drop(columns=[c for c in ("weights",) if c in out.columns])
 
 
