@@ -43,7 +43,7 @@ from IPython.display import display
 from adlib import plots, verdicts
 from adlib.config import load_run_config
 from adlib.methods.wscxr import experiments as ex
-from adlib.notebook import budget_rows, reading_table, say, show_config, show_table
+from adlib.notebook import budget_rows, percent_sentence, reading_table, say, show_config, show_table
 from adlib.paths import figures_dir, relative_to_project, results_dir
 
 notebook_start = time.perf_counter()
@@ -85,7 +85,7 @@ show_config(cfg)
 
 # %%
 protocol = study.load("pneumonia")
-display(protocol.summary())
+show_table(protocol.summary())
 say(ex.data_sentence(protocol));
 
 # %% [markdown]
@@ -132,7 +132,7 @@ print(f"{MAIN['name']}: patch grid {main.grid}, dim {main.val.features.shape[-1]
 # %%
 runs = {MAIN["name"]: study.table1(main)}
 print(f"{MAIN['name']}: SimpleNet noise scale chosen on validation: {runs[MAIN['name']]['noise']} "
-      f"(val AUROC {', '.join(f'{k}: {v:.3f}' for k, v in runs[MAIN['name']]['noise_val'].items())})")
+      f"(validation AUROC {', '.join(f'{k}: {100 * v:.1f} %' for k, v in runs[MAIN['name']]['noise_val'].items())})")
 for backbone in study.backbones[1:]:  # the alternative backbone(s), side by side
     runs[backbone["name"]] = study.table1(study.features(backbone, protocol, cfg.ks))
 table1_csv = study.table(ex.T1).save()
@@ -360,7 +360,8 @@ say(*ex.conclusions(study, budget_missing),
 # %% tags=["solution"] jupyter={"source_hidden": true}
 an, grades = main.few_shot(min(cfg.ks), SEEDS[0])
 k1 = study.wscxr(main, None, SEEDS[0], anomalies=(an[:1], grades[:1]))
-print({m: round(v, 3) for m, v in ex.evaluate_features(k1, main.val, main.test).items() if m in ("AUROC", "val_AUROC")})
+k1_metrics = ex.evaluate_features(k1, main.val, main.test)
+print("WSCXR, K = 1:", percent_sentence({m: k1_metrics[m] for m in ("val_AUROC", "AUROC")}, {"AUROC": "test AUROC"}))
 
 # %% [markdown]
 # **2. Eq. 4 as printed.** The paper's Eq. 4 scores a patch by its distance to the *nearest* normal feature
@@ -369,8 +370,8 @@ print({m: round(v, 3) for m, v in ex.evaluate_features(k1, main.val, main.test).
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 eq4 = study.wscxr(main, K_ABL, SEEDS[0], mining_k=1)
-print("k = 1:", round(ex.evaluate_features(eq4, main.val, main.test)["AUROC"], 3), "| k = 5 (Table I):",
-      round(ex.evaluate_features(best, main.val, main.test)["AUROC"], 3))
+print(f"test AUROC with k = 1: {100 * ex.evaluate_features(eq4, main.val, main.test)['AUROC']:.1f} %; with k = 5 "
+      f"(Table I): {100 * ex.evaluate_features(best, main.val, main.test)['AUROC']:.1f} %")
 
 # %% [markdown]
 # **3. CutPaste without fine-tuning.** The curve above says the pretrained backbone alone scores well. Fit CutPaste
@@ -379,7 +380,7 @@ print("k = 1:", round(ex.evaluate_features(eq4, main.val, main.test)["AUROC"], 3
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 cp0 = study.cutpaste(main, SEEDS[0], table=None, steps=0)
-print(ex.evaluate_scores_of(cp0, protocol))
+print("CutPaste, steps=0:", percent_sentence(ex.evaluate_scores_of(cp0, protocol), {"AUROC": "test AUROC"}))
 
 # %% [markdown]
 # **4. Another threshold rule.** Our rows also carry F1/ACC at the F1-maximising validation threshold
