@@ -139,7 +139,7 @@ grid = bench.grid_frame(planned + ran, jobs)
 saved = [save_frame(grid, "07_grid", provenance_columns(cfg))]
 grid_checkpoint.unlink(missing_ok=True)  # the grid is saved: a later run starts afresh
 print(f"ran {len(ran)} jobs in {run_seconds:.0f} s with {values.get('n_jobs', 1)} joblib worker(s)")
-display(grid["how"].value_counts().rename("grid rows").to_frame())
+show_table(grid["how"].value_counts().rename("grid rows").rename_axis("how").reset_index())
 failed = grid[grid["status"].astype(str).str.startswith("cannot run")]
 if len(failed):
     show_table(failed[["method", "block", "data", "status"]], caption="Cells that could not run, and why")
@@ -267,7 +267,8 @@ show_table(pd.read_csv(folder / "scores.csv").head(8), caption="scores.csv (firs
 # %%
 metrics = pd.read_json(folder / "metrics.json", typ="series")
 show_table(metrics[["AUROC", "AUROC_ci_low", "AUROC_ci_high", "AP", "F1", "SEN", "SPE", "degenerate"]]
-           .to_frame("test folder").T, caption="metrics.json: the test folder at the validation threshold")
+           .to_frame("test folder").T, caption="metrics.json: the test folder at the validation threshold (in %)",
+           percent=("AUROC", "AUROC_ci_low", "AUROC_ci_high", "AP", "F1", "SEN", "SPE"))
 say(f"On {written['normal']} training normals, {own['method']}'s test AUROC on the "
     f"{written['test/normal'] + written['test/anomalous']} test images is {100 * metrics['AUROC']:.1f} % "
     f"(95 % CI {100 * metrics['AUROC_ci_low']:.1f}-{100 * metrics['AUROC_ci_high']:.1f}); fitting took "
@@ -289,7 +290,9 @@ say(*bench.conclusions(grid, cells, board, ranks, rank_tables, rank_notes, vs, c
 # measured that pneumonia images are smoother)? Then list the cells marked below chance.
 
 # %%
-cells[cells["chance"] == "below chance"][["method", "data", "AUROC_mean", "image_ci_high"]].round(3)
+show_table(cells[cells["chance"] == "below chance"][["method", "data", "AUROC_mean", "image_ci_high"]]
+           .rename(columns={"AUROC_mean": "test AUROC", "image_ci_high": "95 % CI upper end (test images)"}),
+           caption="Below chance (in %)", percent=("test AUROC", "95 % CI upper end (test images)"))
 
 # %% [markdown]
 # **2.** The synthetic lesions are easy for the patch-feature detectors. Recompute the mean rank of every
@@ -298,8 +301,10 @@ cells[cells["chance"] == "below chance"][["method", "data", "AUROC_mean", "image
 # %%
 auroc = cells[cells["block"] == bench.UNSUPERVISED].pivot_table(index="data", columns="method", values="AUROC_mean")
 without = auroc.drop(index=[d for d in auroc.index if d.startswith("synthetic")]).dropna(axis=1)
-pd.DataFrame({"all datasets": auroc.dropna(axis=1).rank(axis=1, ascending=False).mean(),
-              "without synthetic": without.rank(axis=1, ascending=False).mean()}).round(2)
+mean_ranks = pd.DataFrame({"all datasets": auroc.dropna(axis=1).rank(axis=1, ascending=False).mean(),
+                           "without synthetic": without.rank(axis=1, ascending=False).mean()})
+show_table(mean_ranks.rename_axis("method").reset_index().sort_values("all datasets"), caption="Mean rank (1 = best)",
+           digits={"all datasets": 2, "without synthetic": 2})
 
 # %% [markdown]
 # **3.** Reuse is strict. Change one setting of the first job (its step count, or the seed of the data) and
@@ -316,8 +321,9 @@ print(job.method, job.data_key, "hash", hashes[jobs.index(job)], "-> one more st
 
 # %%
 done_rows = grid[pd.to_numeric(grid["AUROC"], errors="coerce").notna()]
-{rule: int(done_rows[col].astype(str).str.lower().eq("true").sum())
- for rule, col in (("Youden's J", "degenerate"), ("F1-max", "degenerate_f1max")) if col in done_rows}
+print("; ".join(f"{rule}: degenerate in {int(done_rows[col].astype(str).str.lower().eq('true').sum())} of "
+                f"{len(done_rows)} runs" for rule, col in (("Youden's J", "degenerate"), ("F1-max", "degenerate_f1max"))
+                if col in done_rows))
 
 # %% [markdown]
 # ## Timing
@@ -330,7 +336,12 @@ new = grid[grid["how"].str.startswith("ran")]  # 'ran (resumed)': finished by an
 timing = new[["method", "block", "data", "seed", "fit_seconds", "score_seconds", "fit_images_per_s",
               "score_images_per_s", "added_memory_MB", "threads"]].copy()
 saved.append(save_frame(timing, "07_timing", provenance_columns(cfg)))
-show_table(timing.round(2), caption="Runs of this notebook")
+show_table(timing.groupby(["block", "method"], sort=False).agg(
+    runs=("seed", "size"), **{"fit s": ("fit_seconds", "mean"), "score s": ("score_seconds", "mean"),
+                              "fit images/s": ("fit_images_per_s", "mean"),
+                              "score images/s": ("score_images_per_s", "mean"),
+                              "added memory (MB), max": ("added_memory_MB", "max")}).reset_index(),
+           caption="Runs of this notebook per detector (mean over its runs; each run in the CSV)", source=saved[-1])
 total = time.perf_counter() - notebook_start
 summary = pd.DataFrame([
     {"stage": f"grid runs (joblib, {values.get('n_jobs', 1)} worker(s))", "runs": len(new),
