@@ -194,6 +194,9 @@ def test_estimates_come_from_measured_rungs(smoke):
     assert budget.estimate_seconds(ae_cpu[1], done, values) == pytest.approx(3 + 0.5 * ae_cpu[1].budget_value)
     assert budget.estimate_seconds(ae_wide[1], done, values) == pytest.approx(
         wide_cost * (3 + 0.5 * ae_wide[1].budget_value))
+    # a rung's cost is its process's CPU seconds, not its wall seconds (a shared or suspended core inflates those)
+    shared = done.assign(job_cpu_seconds=done["job_wall_seconds"], job_wall_seconds=done["job_wall_seconds"] * 18)
+    assert budget.estimate_seconds(ae_cpu[1], shared, values) == pytest.approx(3 + 0.5 * ae_cpu[1].budget_value)
     plan = budget.cheapest_first(rungs, done, values)
     assert (np.diff([s for _, s in plan]) > -1e-9).all()
     assert np.isfinite([s for _, s in plan]).all()
@@ -265,7 +268,11 @@ def test_summary_sentences_and_table_are_generated_from_the_rows():
     table = bp.budget_table(rows, paper).set_index("method")
     assert table.loc["AE", "test AUROC at x1 (cpu budget)"] == "30.0 (1 seed)"
     assert table.loc["AE", "test AUROC at best"] == "40.0 (1 seed)" and table.loc["AE", "paper"] == 59.9
-    assert table.loc["AE", "CPU h"] == round(8.0 * 7 / 3600, 2)
+    assert table.loc["AE", "CPU h"] == "0.016"  # 56 CPU seconds: two significant digits, not 0.02 or 0.0
+    reading = bp.curve_reading(summary).set_index("method")
+    assert reading.loc["AE", "best budget (by validation)"].startswith("budget x2")
+    assert reading.loc["AE", "at best"] == "below chance" and reading.loc["AE", "paper"] == 59.87
+    assert "d_test" not in reading.columns and not any(c.startswith("_") for c in reading.columns)
     claims = bp.order_claims(rows, ["GANomaly > AE", "CCB-AAE > AE"])
     assert claims[0].verdict == "reproduces" and "no budget rows for CCB-AAE" in claims[2]
 
@@ -278,7 +285,7 @@ def test_rerun_check_matches_the_committed_rung():
     assert same["agrees"].all() and text.startswith("**2 of 2**")
     moved = rows.assign(AUROC=rows["AUROC"] + [0.0, 0.01])
     frame, text = bp.rerun_check(moved, rows, 0.002)
-    assert list(frame["agrees"]) == [True, False] and "Not reproduced" in text and "AE x2" in text
+    assert list(frame["agrees"]) == [True, False] and "Not reproduced" in text and "AE x2 (+1.00 points)" in text
     other = rows.assign(data="synthetic-32")
     frame, text = bp.rerun_check(other, rows, 0.002)
     assert frame["agrees"].isna().all() and "no committed row" in text
