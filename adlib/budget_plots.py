@@ -178,6 +178,20 @@ def curve_summary(rows: pd.DataFrame, study: dict, paper: pd.DataFrame, dataset:
     return frame.sort_values("method", key=lambda s: s.map(order).fillna(99), ignore_index=True)
 
 
+def curve_reading(summary: pd.DataFrame) -> pd.DataFrame:
+    """`curve_summary` for reading (every column stays in its CSV): per detector and width, test AUROC (%) at x1
+    and at the best budget (chosen on validation), the change between them (the noise rule of `budget_step`),
+    whether the best budget is above chance, the last doubling's trend and the paper's number."""
+    if summary.empty:
+        return pd.DataFrame()
+    table = pd.DataFrame({
+        "method": summary["method"], "width": summary["width"], "measured": summary["measured"],
+        "test AUROC at x1": summary["x1_test"], "best budget (by validation)": summary["best"],
+        "test AUROC at best": summary["best_test"], "x1 → best": summary["gain"],
+        "at best": summary["chance_at_best"], "last doubling": summary["trend"], "paper": summary["paper"]})
+    return table.drop(columns=["width"] if table["width"].nunique() == 1 else [])
+
+
 def _trend_text(line) -> str:
     step = line["_step"]
     if step["lower"] is None:
@@ -271,7 +285,8 @@ def budget_table(rows: pd.DataFrame, paper: pd.DataFrame, dataset: str = "pneumo
     labels["val_at_best"] = (labels["val_at_best"] * 100).round(1)
     cost = ok.groupby("method", sort=False).agg(rungs=("seed", "size"), cpu_h=("job_cpu_seconds", "sum"),
                                                 wall_h=("job_wall_seconds", "sum")).reset_index()
-    cost[["cpu_h", "wall_h"]] = (cost[["cpu_h", "wall_h"]] / 3600).round(2)
+    for column in ("cpu_h", "wall_h"):  # two significant digits: a few seconds are 0.0026 h, not 0.0
+        cost[column] = [_significant(v / 3600) for v in cost[column]]
     table = (labels.merge(at_x1[["method", "test AUROC at x1 (cpu budget)"]], on="method", how="left")
              .merge(at_best, on="method", how="left").merge(cost, on="method", how="left"))
     table = table.rename(columns={"best_budget": "best budget (by validation)", "val_at_best": "val AUROC at best",
@@ -281,6 +296,16 @@ def budget_table(rows: pd.DataFrame, paper: pd.DataFrame, dataset: str = "pneumo
     first = ["method", "test AUROC at x1 (cpu budget)", "best budget (by validation)", "test AUROC at best",
              "val AUROC at best"]
     return table[first + [c for c in table.columns if c not in first]]
+
+
+def _significant(value: float, digits: int = 2) -> str:
+    """``value`` with ``digits`` significant digits, never in exponent notation ('0.0026', '1.5', '120')."""
+    if not np.isfinite(value):
+        return ""
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - int(np.floor(np.log10(abs(value)))))
+    return f"{round(value, decimals):.{decimals}f}"
 
 
 def rerun_check(rerun: pd.DataFrame, rows: pd.DataFrame, tolerance: float) -> tuple[pd.DataFrame, str]:
@@ -311,11 +336,12 @@ def rerun_check(rerun: pd.DataFrame, rows: pd.DataFrame, tolerance: float) -> tu
                        "they show the code path only (the committed ladder is the cpu profile's PneumoniaMNIST-64).")
     agree = int(compared["agrees"].sum())
     worst = compared["difference"].abs().max()
-    text = (f"**{agree} of {len(compared)}** re-trained rung(s) reproduce the committed row within {tolerance:g} test "
-            f"AUROC (largest difference {worst:.4f}).")
+    text = (f"**{agree} of {len(compared)}** re-trained rung(s) reproduce the committed row within "
+            f"{100 * tolerance:g} points of test AUROC (largest difference {100 * worst:.2f} points).")
     off = compared[~compared["agrees"].astype(bool)]
     if len(off):
-        text += (" **Not reproduced**: " + "; ".join(f"{r.method} {r.rung} ({r.difference:+.4f})" for r in off.itertuples())
+        text += (" **Not reproduced**: " + "; ".join(f"{r.method} {r.rung} ({100 * r.difference:+.2f} points)"
+                                                   for r in off.itertuples())
                  + ": the code or the data changed since those rows were written (compare the rows' git_commit and "
                    "data_sha256 with this run's), or the thread count or device differs.")
     return frame, text

@@ -84,7 +84,7 @@ provenance = rows.groupby(["data", "data_source", "data_sha256", "n_val", "n_tes
                            "git_commit", "torch"], dropna=False).size().rename("rows").reset_index()
 print(f"{len(rows)} rows, {len(ok)} finished on {DATASET}; {rows['method'].nunique()} detectors; widths "
       f"{sorted(rows['width_label'].unique())}; datasets {sorted(rows['data'].unique())}")
-display(provenance)
+show_table(provenance, caption="Where the committed rows come from")
 
 # %% [markdown]
 # ## The ladder: what x1 means for each detector
@@ -96,7 +96,7 @@ display(provenance)
 # at the top; *measured* is what the committed rows hold on PneumoniaMNIST-64.
 
 # %%
-display(bp.ladder_frame(study, rows, DATA_KEY))
+show_table(bp.ladder_frame(study, rows, DATA_KEY))
 
 # %% [markdown]
 # ## Training: the cheapest rungs, re-run here
@@ -126,7 +126,9 @@ print("saved", save_frame(rerun, "08_rerun_rows", provenance_columns(cfg)))
 
 # %%
 check, check_sentence = bp.rerun_check(rerun, rows, float(rerun_cfg["tolerance"]))
-display(check.round(4))
+show_table(check, caption="Re-trained rungs beside the committed rows (AUROC in %; difference in points)",
+           percent=("rerun_test", "rerun_val", "committed_test", "committed_val", "difference"),
+           digits={"difference": 2})
 say(check_sentence);
 
 # %% [markdown]
@@ -174,7 +176,10 @@ plots.save_figure(fig, "08_budget_cost")
 
 # %%
 summary = bp.curve_summary(rows, study, paper, DATASET)
-display(summary[[c for c in summary.columns if not c.startswith("_")]].round(1))
+curve_csv = save_frame(summary[[c for c in summary.columns if not c.startswith("_")]], "08_curve_summary",
+                       provenance_columns(cfg))
+show_table(bp.curve_reading(summary), source=curve_csv, caption=f"Test AUROC (%) on {DATA_KEY}: the cpu budget (x1) "
+           "against the best budget chosen on validation (x1 → best: the change beyond noise, or a tie)")
 say(bullet_list(bp.curve_sentences(summary)));
 
 # %% [markdown]
@@ -226,7 +231,8 @@ by_test = ok.loc[ok.groupby("method")["AUROC"].idxmax(), ["method", "budget_mult
 by_val = pd.concat([best_budget_rows(m, DATASET, ok) for m in ok["method"].unique()])
 flattery = by_test.merge(by_val.groupby("method")["AUROC"].mean().rename("AUROC (val choice)"), on="method")
 flattery["flattery (points)"] = (flattery["AUROC"] - flattery["AUROC (val choice)"]) * 100
-display(flattery.round(3).sort_values("flattery (points)", ascending=False))
+show_table(flattery.sort_values("flattery (points)", ascending=False), caption="Best budget chosen on test vs on "
+           "validation (AUROC in %)", percent=("AUROC", "AUROC (val choice)"), digits={"flattery (points)": 1})
 
 # %% [markdown]
 # **2.** Is a doubling of the budget worth more than another seed? Re-train the first re-run rung with seed 1
@@ -239,9 +245,9 @@ spec = dict(values["data"][job.data_key])
 other = dataclasses.replace(first, job=job, key=budget.rung_key(job, first.width_label, first.multiplier, spec, PROFILE))
 seed1 = budget.run_rung(other, ref, threads=int(values["threads"]))
 mine = rerun[rerun["method"] == first.job.method].set_index("budget_multiplier")["AUROC"]
-print(f"{first.job.method} x{first.multiplier}: seed 0 {mine.iloc[0]:.3f}, seed 1 {seed1['AUROC']:.3f} "
-      f"(seed change {seed1['AUROC'] - mine.iloc[0]:+.3f}); x{mine.index[0]} -> x{mine.index[-1]} with seed 0: "
-      f"{mine.iloc[-1] - mine.iloc[0]:+.3f}")
+print(f"{first.job.method} x{first.multiplier} test AUROC: seed 0 {100 * mine.iloc[0]:.1f} %, seed 1 "
+      f"{100 * seed1['AUROC']:.1f} % (seed change {100 * (seed1['AUROC'] - mine.iloc[0]):+.1f} points); "
+      f"x{mine.index[0]} -> x{mine.index[-1]} with seed 0: {100 * (mine.iloc[-1] - mine.iloc[0]):+.1f} points")
 
 # %% [markdown]
 # **3.** Which detector bought the most test AUROC per CPU hour spent above its cpu budget?
@@ -251,7 +257,8 @@ spent = ok[ok["budget_multiplier"] > 1].groupby("method")["job_cpu_seconds"].sum
 gain = summary.set_index("method")["best_test"] - summary.set_index("method")["x1_test"]
 value = pd.DataFrame({"gain (points)": gain, "CPU h above x1": spent}).dropna()
 value["points per CPU h"] = value["gain (points)"] / value["CPU h above x1"]
-display(value.round(2).sort_values("points per CPU h", ascending=False))
+show_table(value.rename_axis("method").reset_index().sort_values("points per CPU h", ascending=False),
+           digits={"CPU h above x1": 3})
 
 # %% [markdown]
 # ## Timing, and where the outputs went
@@ -261,7 +268,7 @@ display(value.round(2).sort_values("points per CPU h", ascending=False))
 # %%
 timing = rerun[["method", "width_label", "budget_multiplier", "budget_value", "fit_seconds", "fit_images_per_s",
                 "score_seconds", "score_images_per_s", "job_wall_seconds", "job_cpu_seconds"]]
-display(timing)
+show_table(timing, caption="Rungs trained by this notebook (seconds and images/s)")
 print("saved", save_frame(timing, "08_timing", provenance_columns(cfg)))
 print(f"figures -> {relative_to_project(figures_dir())}; tables -> {relative_to_project(results_dir())}; "
       f"the study's rows were only read: {relative_to_project(BUDGET_ROWS)}")
