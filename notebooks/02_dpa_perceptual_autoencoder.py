@@ -52,7 +52,7 @@ from adlib.experiment import provenance_columns
 from adlib.methods.dpa import PerceptualAutoencoder, Schedule
 from adlib.methods.dpa import experiments as dpa_speed, reading
 from adlib.methods.dpa.experiments import rescale_for_display, selection_figure, training_curve_with_stages
-from adlib.methods.dpa.selection import config_name, selection_curve, weakly_supervised_search
+from adlib.methods.dpa.selection import config_name, retrained_test_columns, selection_curve, weakly_supervised_search
 from adlib.metrics import auroc
 from adlib.notebook import Runs, bullet_list, say, show_config, show_table
 from adlib.paths import figures_dir, relative_to_project, results_dir
@@ -390,13 +390,15 @@ with ResourceMeter() as search_meter:
     full_pl = [retrain(c, steps=cfg.grid_full_steps) for c in grid]
     full_l1 = [retrain(c, loss="l1", steps=cfg.l1_steps) for c in l1_grid]
 print(f"search + retraining took {search_meter.seconds:.0f} s")
-grid_table = search_pl.evaluate().assign(test_AUROC=[r.metrics["AUROC"] for r in full_pl], loss="perceptual")
-l1_table = search_l1.evaluate().assign(test_AUROC=[r.metrics["AUROC"] for r in full_l1], loss="l1")
+grid_table = search_pl.evaluate().assign(**retrained_test_columns(full_pl), loss="perceptual")
+l1_table = search_l1.evaluate().assign(**retrained_test_columns(full_l1), loss="l1")
 grid_all = pd.concat([grid_table, l1_table], ignore_index=True)
 grid_all["weights"] = [full_pl[0].row["weights"] if l == "perceptual" else "none" for l in grid_all["loss"]]
 grid_csv = save_frame(grid_all.assign(dataset="pneumonia", seed=0), "02_selection_grid",
                       provenance_columns(cfg, pneumonia))
-show_table(reading.grid_display(grid_all), caption="The selection grid (seed 0; AUROCs in %)", source=grid_csv)
+tests_on = reading.exact_caption(grid_all, len(pneumonia.test))
+show_table(reading.grid_display(grid_all), caption=f"The selection grid (seed 0; AUROCs in %; {tests_on})",
+           source=grid_csv)
 choice_pl, choice_l1 = search_pl.select(), search_l1.select()
 best_cfg, unsup_cfg = grid[choice_pl["weakly-supervised"]], grid[choice_pl["unsupervised"]]
 print("weakly-supervised choice:", config_name(best_cfg), "| unsupervised choice:", config_name(unsup_cfg),
@@ -409,7 +411,8 @@ print("weakly-supervised choice:", config_name(best_cfg), "| unsupervised choice
 # (At least 3 anomalies are needed: one per fold.)
 
 # %%
-curve = selection_curve(search_pl, list(grid_table["test_AUROC"]), list(cfg.fig5_sizes), cfg.fig5_repeats)
+curve = selection_curve(search_pl, list(grid_table["test_AUROC"]), list(cfg.fig5_sizes), cfg.fig5_repeats,
+                        exact_auroc=grid_table.get("AUROC_medmnist_exact"))
 fig = selection_figure(curve, list(grid_table["test_AUROC"]), "PneumoniaMNIST: test AUROC of the selected config")
 plots.save_figure(fig, "02_fig5_selection_pneumonia")
 fig5 = curve.groupby("n_anomalies")["test_AUROC"].agg(["mean", "std"]).reset_index()
@@ -579,15 +582,20 @@ say(verdicts.compare(pd.Series(ex1.row), pd.Series(plain0.row),
 # **2. Score with another layer.** Take Table 2's DPA (w/o p.g.) model (seed 0) and only *score* it at a deeper
 # layer (`stage3_s8`, relu4_2's stride) than it was trained with. Should a score at a layer the model never
 # minimised separate the classes better or worse?
-#
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+deep = tuple(cfg.exercise_score_layers[PERC["arch"]])
+what_if = {"as trained": plain0.test.scores,
+           f"scored at {'+'.join(deep)}": plain0.detector.perceptual_scores(test, layers=deep)}
+say(bullet_list(f"{k}: test AUROC {100 * auroc(test.labels, s):.1f}" for k, s in what_if.items()));
+
+# %% [markdown]
 # **3. Why relative?** Eq. 1 divides by $\lVert \hat f(x)\rVert_1$. Score the same model without the denominator
 # (the mean absolute difference of the normalised features). Which images does the denominator protect, and what
 # happens to the AUROC?
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-deep = tuple(cfg.exercise_score_layers[PERC["arch"]])
-what_if = {"as trained": plain0.test.scores,
-           f"scored at {'+'.join(deep)}": plain0.detector.perceptual_scores(test, layers=deep),
+what_if = {"as trained (relative, Eq. 1)": plain0.test.scores,
            "no denominator (absolute)": plain0.detector.perceptual_scores(test, relative=False)}
 say(bullet_list(f"{k}: test AUROC {100 * auroc(test.labels, s):.1f}" for k, s in what_if.items()));
 

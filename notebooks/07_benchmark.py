@@ -286,10 +286,12 @@ say(*bench.conclusions(grid, cells, board, ranks, rank_tables, rank_notes, vs, c
 # %% [markdown]
 # ## Exercises
 #
+# Each exercise has its own solution cell below it (collapsed in Jupyter), reusing the tables above.
+#
 # **1.** Before you look: which detectors do you expect below chance on PneumoniaMNIST, and why (notebook 00
 # measured that pneumonia images are smoother)? Then list the cells marked below chance.
 
-# %%
+# %% tags=["solution"] jupyter={"source_hidden": true}
 show_table(cells[cells["chance"] == "below chance"][["method", "data", "AUROC_mean", "image_ci_high"]]
            .rename(columns={"AUROC_mean": "test AUROC", "image_ci_high": "95 % CI upper end (test images)"}),
            caption="Below chance (in %)", percent=("test AUROC", "95 % CI upper end (test images)"))
@@ -298,7 +300,7 @@ show_table(cells[cells["chance"] == "below chance"][["method", "data", "AUROC_me
 # **2.** The synthetic lesions are easy for the patch-feature detectors. Recompute the mean rank of every
 # unsupervised detector without the synthetic dataset. Which detectors move most?
 
-# %%
+# %% tags=["solution"] jupyter={"source_hidden": true}
 auroc = cells[cells["block"] == bench.UNSUPERVISED].pivot_table(index="data", columns="method", values="AUROC_mean")
 without = auroc.drop(index=[d for d in auroc.index if d.startswith("synthetic")]).dropna(axis=1)
 mean_ranks = pd.DataFrame({"all datasets": auroc.dropna(axis=1).rank(axis=1, ascending=False).mean(),
@@ -310,7 +312,7 @@ show_table(mean_ranks.rename_axis("method").reset_index().sort_values("all datas
 # **3.** Reuse is strict. Change one setting of the first job (its step count, or the seed of the data) and
 # compare its configuration hash with the original: would a row of the old setting be reused?
 
-# %%
+# %% tags=["solution"] jupyter={"source_hidden": true}
 job = next(j for j in jobs if "steps" in dict(j.kwargs))
 changed = dataclasses.replace(job, kwargs=tuple((k, v + 1 if k == "steps" else v) for k, v in job.kwargs))
 print(job.method, job.data_key, "hash", hashes[jobs.index(job)], "-> one more step:", bench.cell_sha256(changed, ref))
@@ -319,7 +321,7 @@ print(job.method, job.data_key, "hash", hashes[jobs.index(job)], "-> one more st
 # **4.** Youden's J (the default threshold rule) against the F1-maximising one: in how many runs is each rule's
 # threshold degenerate? (Each row records both: `degenerate` and `degenerate_f1max`.)
 
-# %%
+# %% tags=["solution"] jupyter={"source_hidden": true}
 done_rows = grid[pd.to_numeric(grid["AUROC"], errors="coerce").notna()]
 print("; ".join(f"{rule}: degenerate in {int(done_rows[col].astype(str).str.lower().eq('true').sum())} of "
                 f"{len(done_rows)} runs" for rule, col in (("Youden's J", "degenerate"), ("F1-max", "degenerate_f1max"))

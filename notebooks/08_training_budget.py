@@ -223,10 +223,12 @@ say(bullet_list([*bp.discussion(summary, rows, reading["claims"], DATASET), bp.c
 # %% [markdown]
 # ## Exercises
 #
+# Each exercise has its own solution cell below it (collapsed in Jupyter), reusing the tables above.
+#
 # **1.** The best budget is chosen on validation. What would choosing it on the *test* AUROC have reported for
 # each detector, and by how many points would that flatter the table?
 
-# %%
+# %% tags=["solution"] jupyter={"source_hidden": true}
 by_test = ok.loc[ok.groupby("method")["AUROC"].idxmax(), ["method", "budget_multiplier", "AUROC"]]
 by_val = pd.concat([best_budget_rows(m, DATASET, ok) for m in ok["method"].unique()])
 flattery = by_test.merge(by_val.groupby("method")["AUROC"].mean().rename("AUROC (val choice)"), on="method")
@@ -238,7 +240,7 @@ show_table(flattery.sort_values("flattery (points)", ascending=False), caption="
 # **2.** Is a doubling of the budget worth more than another seed? Re-train the first re-run rung with seed 1
 # and compare the seed's change with the x1 → x2 change of the re-run rows.
 
-# %%
+# %% tags=["solution"] jupyter={"source_hidden": true}
 first = rungs[0]
 job = dataclasses.replace(first.job, seed=1)
 spec = dict(values["data"][job.data_key])
@@ -252,7 +254,7 @@ print(f"{first.job.method} x{first.multiplier} test AUROC: seed 0 {100 * mine.il
 # %% [markdown]
 # **3.** Which detector bought the most test AUROC per CPU hour spent above its cpu budget?
 
-# %%
+# %% tags=["solution"] jupyter={"source_hidden": true}
 spent = ok[ok["budget_multiplier"] > 1].groupby("method")["job_cpu_seconds"].sum() / 3600
 gain = summary.set_index("method")["best_test"] - summary.set_index("method")["x1_test"]
 value = pd.DataFrame({"gain (points)": gain, "CPU h above x1": spent}).dropna()

@@ -3,6 +3,7 @@
 Random VGG19 weights throughout (weights="random"), so no pretrained checkpoint is needed.
 """
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -11,7 +12,8 @@ from adlib.detectors import Detector, create
 from adlib.methods.dpa.losses import PerceptualLoss, l1_per_image, normalise, relative_perceptual_l1
 from adlib.methods.dpa.network import PerceptualAutoencoder, downsample, resolution_levels, upsample
 from adlib.methods.dpa.progressive import Schedule
-from adlib.methods.dpa.selection import kfold_indices, selection_curve, weakly_supervised_search
+from adlib.methods.dpa.selection import (config_name, kfold_indices, retrained_test_columns, selection_curve,
+                                        weakly_supervised_search)
 from adlib.metrics import auroc
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -177,8 +179,10 @@ def test_weakly_supervised_selection_picks_best_validation_auroc(phantoms):
     choice = search.select()
     assert choice["weakly-supervised"] in (1, 2)
     assert choice["unsupervised"] == 0  # lowest held-out "loss" = negative brightness, whatever its AUROC
-    curve = selection_curve(search, [0.1, 0.9, 0.9], sizes=[3, 6], repeats=2)
+    curve = selection_curve(search, [0.1, 0.9, 0.9], sizes=[3, 6], repeats=2, exact_auroc=[0.2, 0.8, 0.7])
     assert len(curve) == 4 and set(curve["test_AUROC"]) <= {0.1, 0.9}
+    chosen = curve["chosen"].map({config_name(c): i for i, c in enumerate(grid)})
+    assert curve["AUROC_medmnist_exact"].tolist() == [[0.2, 0.8, 0.7][i] for i in chosen]
     test_like = p.test.subset(np.flatnonzero(p.test.labels == 1))
     with pytest.raises(ValueError, match="test"):
         weakly_supervised_search(lambda cfg, fold: _BrightnessDetector(**cfg), grid, p.train, test_like)
@@ -195,3 +199,23 @@ def test_cached_target_features_give_identical_training(one_torch_thread):
                    cache_targets=cache).fit(p.train)
         params.append([t.detach().clone() for t in d.model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*params))
+
+
+def test_selection_grid_carries_the_medmnist_exact_auroc_like_every_pneumonia_table():
+    """results/02_selection_grid.csv once had only the whole-split test AUROC (issue 19)."""
+    from types import SimpleNamespace
+
+    from adlib.methods.dpa import reading
+
+    runs = [SimpleNamespace(metrics={"AUROC": 0.7, "AUROC_medmnist_exact": 0.75, "n_test_medmnist_exact": 557}),
+            SimpleNamespace(metrics={})]  # a diverged run
+    cols = retrained_test_columns(runs)
+    assert cols["test_AUROC"][0] == 0.7 and np.isnan(cols["test_AUROC"][1])
+    assert cols["AUROC_medmnist_exact"][0] == 0.75 and cols["n_test_medmnist_exact"][0] == 557
+    not_medmnist = retrained_test_columns([SimpleNamespace(metrics={"AUROC": 0.6})])
+    assert "AUROC_medmnist_exact" not in not_medmnist
+    grid = pd.DataFrame({"config": ["a", "b"], "val_AUROC_mean": [0.9, 0.8], "val_AUROC_std": [0.01, 0.02],
+                         "heldout_normal_loss": [0.5, 0.4], **cols})
+    shown = reading.grid_display(grid)
+    assert shown["AUROC_medmnist_exact"].tolist() == ["75.0", "—"] and "n_test_medmnist_exact" not in shown
+    assert "557 of them" in reading.exact_caption(grid, 624) and "all 624" in reading.exact_caption(grid, 624)

@@ -4,6 +4,7 @@ weights announced once)."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +35,48 @@ def hygiene_problems(nb: dict, max_lines: int = MAX_CELL_LINES, max_repeats: int
     return problems
 
 
+EXERCISE = re.compile(r"^\*\*(\d+)\.", re.MULTILINE)  # "**1. The loss layer.**" or "**1.**" at a line start
+
+
+def _is_collapsed_solution(cell: dict) -> bool:
+    meta = cell.get("metadata", {})
+    return "solution" in meta.get("tags", []) and bool(meta.get("jupyter", {}).get("source_hidden"))
+
+
+def exercise_problems(nb: dict) -> list[str]:
+    """The rules of an "## Exercises" section: every code cell in it is a solution, tagged "solution" and
+    collapsed (jupyter.source_hidden), and each exercise ("**N." at a line start) gets its own solution cell
+    before the next exercise is stated (no shared solution, no exercise left without one)."""
+    problems, in_section, pending = [], False, []
+
+    def unsolved(where: str) -> None:
+        if pending:
+            problems.append(f"exercise {', '.join(pending)} has no solution cell {where}")
+            pending.clear()
+
+    for i, cell in enumerate(nb["cells"]):
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            if source.startswith("## "):
+                unsolved("before the section ends")
+                in_section = source.startswith("## Exercises")
+            found = EXERCISE.findall(source) if in_section else []
+            if found:
+                unsolved(f"before exercise {found[0]} (cell {i})")
+            pending += found
+        elif in_section:
+            if not _is_collapsed_solution(cell):
+                problems.append(f"cell {i}: a solution cell must be tagged 'solution' and collapsed "
+                                "(metadata jupyter.source_hidden)")
+            if len(pending) > 1:
+                problems.append(f"cell {i}: exercises {' and '.join(pending)} share one solution cell (give each its own)")
+            elif not pending:
+                problems.append(f"cell {i}: a code cell in the exercises with no exercise of its own above it")
+            pending.clear()
+    unsolved("at the end of the notebook")
+    return problems
+
+
 def _notebook(cells):
     return {"cells": [{"cell_type": "code", "source": src, "outputs": outs} for src, outs in cells]}
 
@@ -46,6 +89,31 @@ def test_the_checker_finds_stderr_spam_and_long_cells():
     assert any("stderr" in p for p in hygiene_problems(_notebook([(short, stderr)])))
     assert any("5 x" in p for p in hygiene_problems(_notebook([(short, spam)])))
     assert any("30 lines" in p for p in hygiene_problems(_notebook([(long, [])])))
+
+
+def test_the_exercise_checker_finds_shared_untagged_and_missing_solutions():
+    def md(text):
+        return {"cell_type": "markdown", "source": text, "metadata": {}}
+
+    def code(tagged=True):
+        meta = {"tags": ["solution"], "jupyter": {"source_hidden": True}} if tagged else {}
+        return {"cell_type": "code", "source": "x = 1", "metadata": meta, "outputs": []}
+
+    good = [md("## Exercises\n\n**1. One.** text"), code(), md("**2.** two"), code(), md("## Timing"), code(False)]
+    assert exercise_problems({"cells": good}) == []
+    shared = [md("## Exercises\n\n**1. One.**"), code(), md("**2. Two.**\n\n**3. Three.**"), code()]
+    assert any("exercises 2 and 3 share" in p for p in exercise_problems({"cells": shared}))
+    untagged = [md("## Exercises"), md("**1.** one"), code(tagged=False)]
+    assert any("tagged 'solution'" in p for p in exercise_problems({"cells": untagged}))
+    missing = [md("## Exercises"), md("**1.** one"), md("**2.** two"), code(), md("## Timing")]
+    assert any("exercise 1 has no solution" in p for p in exercise_problems({"cells": missing}))
+    assert any("exercise 1 has no solution" in p for p in exercise_problems({"cells": [md("## Exercises\n**1.** a")]}))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_exercise_has_its_own_collapsed_solution_cell(path):
+    problems = exercise_problems(json.loads(path.read_text()))
+    assert not problems, f"{path.name}: " + "; ".join(problems)
 
 
 # Notebooks executed before these rules (none since the re-execution of December 2026): a strict xfail for each name

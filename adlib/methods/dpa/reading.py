@@ -187,15 +187,25 @@ def percent_display(frame: pd.DataFrame, columns, digits: int = 1) -> pd.DataFra
     return out
 
 
+def exact_caption(grid: pd.DataFrame, n_test: int | None = None) -> str:
+    """What the grid's two test AUROCs are computed on (for its caption); n_test: the test split's size."""
+    whole = f"test_AUROC: all {n_test} test images" if n_test else "test_AUROC: the whole test split"
+    if "AUROC_medmnist_exact" not in grid.columns:
+        return whole
+    n = pd.to_numeric(grid["n_test_medmnist_exact"], errors="coerce").dropna()
+    return (f"{whole}; AUROC_medmnist_exact: the {int(n.iloc[0]) if len(n) else '?'} of them that are in "
+            "MedMNIST's own test split")
+
+
 def grid_display(grid: pd.DataFrame) -> pd.DataFrame:
     """The selection grid for reading: AUROCs in %, the held-out loss with one number of decimals for the whole
     column (two significant digits of its smallest value)."""
-    out = percent_display(grid, ("val_AUROC_mean", "val_AUROC_std", "test_AUROC"))
+    out = percent_display(grid, ("val_AUROC_mean", "val_AUROC_std", "test_AUROC", "AUROC_medmnist_exact"))
     loss = pd.to_numeric(grid["heldout_normal_loss"], errors="coerce")
     small = loss[loss > 0].min() if (loss > 0).any() else 1.0
     decimals = int(min(4, max(1, 1 - np.floor(np.log10(small)))))
     out["heldout_normal_loss"] = [f"{v:.{decimals}f}" if np.isfinite(v) else "—" for v in loss]
-    return out.drop(columns=[c for c in ("weights",) if c in out.columns])
+    return out.drop(columns=[c for c in ("weights", "n_test_medmnist_exact") if c in out.columns])
 
 
 def detail_lines(detail: pd.DataFrame, rows: pd.DataFrame) -> list[str]:

@@ -112,15 +112,30 @@ def sample_validation_anomalies(raw_labels: np.ndarray, n: int, n_types: int = 1
     return np.sort(rng.choice(idx, size=n, replace=False))
 
 
+def retrained_test_columns(results) -> dict[str, list]:
+    """The test columns of the selection grid, one entry per retrained configuration (ExperimentResult-like
+    objects with a ``metrics`` dict): `test_AUROC` on the whole test split and, where the test split carries
+    MedMNIST membership (PneumoniaMNIST), `AUROC_medmnist_exact` / `n_test_medmnist_exact` on the images that
+    are in MedMNIST's own test split, as every other pneumonia table has them (NaN for a diverged run)."""
+    nan = float("nan")
+    out = {"test_AUROC": [r.metrics.get("AUROC", nan) for r in results]}
+    if any("AUROC_medmnist_exact" in r.metrics for r in results):
+        out["AUROC_medmnist_exact"] = [r.metrics.get("AUROC_medmnist_exact", nan) for r in results]
+        out["n_test_medmnist_exact"] = [r.metrics.get("n_test_medmnist_exact", nan) for r in results]
+    return out
+
+
 def selection_curve(search: SearchResult, test_auroc: list[float], sizes: list[int], repeats: int,
-                    n_types: int = 1, seed: int = 0) -> pd.DataFrame:
+                    n_types: int = 1, seed: int = 0, exact_auroc: list[float] | None = None) -> pd.DataFrame:
     """Fig. 5: test AUROC of the weakly-selected config vs the number of validation anomalies.
 
-    test_auroc[c] is the test AUROC of config c retrained on all normals. For each size, ``repeats``
+    test_auroc[c] is the test AUROC of config c retrained on all normals; exact_auroc[c], if given, its AUROC
+    on the MedMNIST-exact test images (column `AUROC_medmnist_exact`). For each size, ``repeats``
     validation sets are sampled from the pool; each selects a config on the 3-fold split.
     """
     raw = search.pool_raw_labels if search.pool_raw_labels is not None else np.zeros(
         len(next(iter(search.pool_scores.values()))), dtype=int)
+    exact = None if exact_auroc is None else list(exact_auroc)
     rows = []
     for n in sizes:
         for r in range(repeats):
@@ -128,5 +143,6 @@ def selection_curve(search: SearchResult, test_auroc: list[float], sizes: list[i
             idx = sample_validation_anomalies(raw, n, n_types, s)
             chosen = search.select(idx, seed=s)["weakly-supervised"]
             rows.append({"n_anomalies": n, "n_types": n_types, "repeat": r, "chosen": config_name(search.configs[chosen]),
-                         "test_AUROC": test_auroc[chosen]})
+                         "test_AUROC": test_auroc[chosen],
+                         **({} if exact is None else {"AUROC_medmnist_exact": exact[chosen]})})
     return pd.DataFrame(rows)
