@@ -178,18 +178,22 @@ def readable_header(column) -> str:
 
 def _decimals(values: pd.Series) -> int:
     """One number of decimals per column: none for whole numbers, 1 from 10 up, 2 from 1 up, and enough for two
-    significant digits of the typical value below 1 (at most 4)."""
+    significant digits of the smallest value below 1 (at most 4); fewer when every value already has fewer (a
+    column rounded to 1 decimal upstream shows 3.9, not 3.90)."""
     finite = values[np.isfinite(values)]
     if finite.empty or np.allclose(finite, np.round(finite)):
         return 0
     size = finite.abs()
     big = size.max()
     if big >= 10:
-        return 1
-    if big >= 1:
-        return 2
-    typical = size[size > 0].median()
-    return int(min(4, max(2, 1 - np.floor(np.log10(typical)))))
+        decimals = 1
+    elif big >= 1:
+        decimals = 2
+    else:
+        decimals = int(min(4, max(2, 1 - np.floor(np.log10(size[size > 0].min())))))
+    exact = next((k for k in range(1, decimals) if np.allclose(finite, np.round(finite, k), rtol=0, atol=1e-9)),
+                 decimals)
+    return exact
 
 
 def _number_text(value: float, decimals: int) -> str:

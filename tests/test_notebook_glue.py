@@ -87,7 +87,7 @@ def test_show_table_reads_without_index_in_percent_without_minus_zero_and_keeps_
     assert "validation AUROC" in html and "val_AUROC" not in html  # headers read as words
     assert ">63.2<" in html and ">77.0<" in html  # fractions shown in %
     assert ">1920<" in html and "1920.0" not in html  # whole numbers without '.0'
-    assert "-0.0" not in html and ">0.00<" in html
+    assert "-0.0" not in html and ">0.0<" in html and ">-0.4<" in html  # one precision per column
     cells = dict(zip(frame.columns, html.split("<tbody>")[1].split("</tr>")[0].split("<td ")[1:]))
     for column in ("method", "val_AUROC", "ours AUROC", "runs"):
         assert "nowrap" in cells[column], column  # values never wrap inside a cell
@@ -104,3 +104,20 @@ def test_show_table_prints_the_readable_table_outside_a_notebook(capsys):
 
 def test_percent_sentence_turns_a_metrics_dict_into_percent():
     assert notebook.percent_sentence({"AUROC": 0.632, "val_AUROC": 0.77}) == "AUROC 63.2 %, validation AUROC 77.0 %"
+
+
+def test_one_precision_per_column_and_the_run_configuration_as_settings():
+    view = notebook.reading_view(pd.DataFrame({"± (5 folds)": [3.9, 7.0], "loss": [0.0675, 0.927], "n": [3.0, 4.0]}))
+    assert list(view.texts["± (5 folds)"]) == ["3.9", "7.0"]  # rounded upstream to 1 decimal: not 3.90
+    assert list(view.texts["loss"]) == ["0.068", "0.927"] and list(view.texts["n"]) == ["3", "4"]
+
+    class Cfg:
+        notebook, profile = "06_x", type("P", (), {"name": "cpu"})()
+
+        def as_dict(self):
+            return {"ks": [2, 16], "backbones": [{"name": "Lite0", "arch": "lite0"}], "cutpaste": {"steps": 100},
+                    "coreset": 0.25, "umap": True}
+
+    table = notebook.config_table(Cfg()).set_index("setting")["value"]
+    assert table["ks"] == "2, 16" and table["backbones"] == "Lite0: arch lite0" and table["cutpaste"] == "steps 100"
+    assert table["coreset"] == "0.25" and table["umap"] == "yes"
