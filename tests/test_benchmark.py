@@ -276,6 +276,15 @@ def test_paper_vs_ours_marks_degenerate_thresholds_and_below_chance_models():
     out = bench.paper_vs_ours(printed, ours).set_index("metric")
     assert out.loc["F1", "degenerate_threshold"] and not out.loc["AUROC", "degenerate_threshold"]
     assert (out["auroc_vs_chance"] == "below chance").all()
+    # the CSV itself never carries a degenerate threshold's number as ours (AnoGAN's F1 76.9 "beat" the paper's 57.8)
+    assert np.isnan(out.loc["F1", "ours"]) and np.isnan(out.loc["F1", "difference"])
+    assert out.loc["F1", "ours_degenerate_threshold_value"] == pytest.approx(76.9)
+    assert out.loc["AUROC", "ours"] == pytest.approx(29.0)
+    assert np.isnan(out.loc["AUROC", "ours_degenerate_threshold_value"])
+    assert bench.unmatched_summary(out.reset_index()).loc[0, "with ours"] == 2  # a run of ours exists for both
+    from adlib.benchmark.discussion import paper_sentence
+
+    assert "1 of ours come from a degenerate threshold" in paper_sentence(out.reset_index())
     table = bench.reading_tables(bench.paper_vs_ours(printed, ours))["P"].set_index("metric")
     assert table.loc["F1", "ours"] == "—" and np.isnan(table.loc["F1", "difference"])  # not a result
     assert "degenerate threshold" in table.loc["F1", "note"] and "below chance" in table.loc["AUROC", "note"]

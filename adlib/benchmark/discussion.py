@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .grid import UNSUPERVISED
+from .paper_comparison import has_ours
 
 
 def _names(items, limit: int = 6) -> str:
@@ -127,7 +128,7 @@ def paper_sentence(vs: pd.DataFrame) -> str | None:
     if auroc.empty:
         return None
     counted = auroc[auroc["auroc_vs_chance"] == "above chance"]
-    threshold = vs[vs["ours"].notna() & (vs["metric"] != "AUROC") & (vs["metric"] != "AP")]
+    threshold = vs[has_ours(vs) & (vs["metric"] != "AUROC") & (vs["metric"] != "AP")]  # degenerate: blank ours
     degenerate = int(threshold["degenerate_threshold"].astype(bool).sum())
     return (f"Paper vs ours: {len(auroc)} printed AUROCs have a counterpart of ours; {len(auroc) - len(counted)} of "
             f"ours are below or at chance, and of the other {len(counted)} ours is lower for "

@@ -96,13 +96,27 @@ def _text(value) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+# The column that keeps our value of a threshold metric (F1/ACC/SEN/SPE) whose validation threshold is degenerate:
+# a constant prediction's number, no result, so `ours` and `difference` stay blank for that row.
+DEGENERATE_VALUE = "ours_degenerate_threshold_value"
+
+
+def has_ours(vs: pd.DataFrame) -> pd.Series:
+    """Rows of `paper_vs_ours` that have a counterpart of ours: a result in `ours`, or a degenerate-threshold
+    value (a run of ours exists, but its number is no result)."""
+    kept = vs[DEGENERATE_VALUE].notna() if DEGENERATE_VALUE in vs else False
+    return vs["ours"].notna() | kept
+
+
 def paper_vs_ours(printed: pd.DataFrame, rows: pd.DataFrame,
                   default_variants=("default", "unsupervised", "per dataset")) -> pd.DataFrame:
     """Each printed number beside ours (mean over seeds, percent) and the difference (ours - printed).
 
     Our rows are looked up in the notebook files named for the paper (``_results`` prefixes): same dataset (and
     variant, where the dataset map gives one, e.g. a CIFAR-10 class), same method, and the paper's variant when
-    our rows have it, else our default variant. Printed numbers without a counterpart keep a blank 'ours'."""
+    our rows have it, else our default variant. Printed numbers without a counterpart keep a blank 'ours'. A
+    threshold metric of ours whose validation threshold is degenerate (`degenerate_threshold`) is no result: its
+    `ours` and `difference` are blank and the value is kept, for the record, in `ours_degenerate_threshold_value`."""
     out = []
     for _, p in printed.iterrows():
         p = p.copy()
@@ -137,6 +151,9 @@ def paper_vs_ours(printed: pd.DataFrame, rows: pd.DataFrame,
                 ours = pool[pool["source"] == pool["source"].iloc[0]]
         value = float(pd.to_numeric(ours[p["metric"]], errors="coerce").mean() * 100) \
             if not ours.empty and p["metric"] in ours else float("nan")
+        marks = _marks(ours, p["metric"])
+        kept = round(value, 2) if marks["degenerate_threshold"] and np.isfinite(value) else float("nan")
+        value = float("nan") if marks["degenerate_threshold"] else value  # a constant prediction is no result
         out.append(dict(paper=p["paper"], table=p["table"], dataset_paper=p["dataset_paper"],
                         dataset_ours=p["our_dataset"] or "", method=p["method_paper"], variant=p["variant"],
                         metric=p["metric"], printed=p["printed"], ours=round(value, 2) if np.isfinite(value) else value,
@@ -145,10 +162,11 @@ def paper_vs_ours(printed: pd.DataFrame, rows: pd.DataFrame,
                         profile="/".join(sorted(set(ours["profile"].astype(str)))) if not ours.empty
                         and "profile" in ours else "",
                         difference=round(value - p["printed"], 2) if np.isfinite(value) else float("nan"),
+                        **{DEGENERATE_VALUE: kept},
                         reason="; ".join(filter(None, [reasons(p, ours, p["_size"], p["_weights"], p["_same_data"]),
                                                        classes])) if not ours.empty else
                         ("no run of ours" if p["our_dataset"] else "dataset not available here"),
-                        **_marks(ours, p["metric"]),
+                        **marks,
                         paper_threshold=p.get("_paper_threshold", "") if _is_threshold(p["metric"]) else "",
                         source=ours["source"].iloc[0] if not ours.empty else ""))
     return pd.DataFrame(out)
@@ -200,7 +218,7 @@ def reading_tables(vs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     difference are '—': a constant prediction is no result), the paper's own threshold rule where it is an oracle,
     and why the numbers differ."""
     out = {}
-    for paper, g in vs[vs["ours"].notna()].groupby("paper", sort=False):
+    for paper, g in vs[has_ours(vs)].groupby("paper", sort=False):
         rows = []
         for _, r in g.iterrows():
             degenerate = bool(r.get("degenerate_threshold", False)) and _is_threshold(r["metric"])
@@ -223,7 +241,7 @@ def unmatched_summary(vs: pd.DataFrame) -> pd.DataFrame:
     """Per paper: printed numbers, those with a counterpart of ours, and why the others have none."""
     rows = []
     for paper, g in vs.groupby("paper", sort=False):
-        missing = g[g["ours"].isna()]["reason"].value_counts()
-        rows.append({"paper": paper, "printed numbers": len(g), "with ours": int(g["ours"].notna().sum()),
+        missing = g[~has_ours(g)]["reason"].value_counts()
+        rows.append({"paper": paper, "printed numbers": len(g), "with ours": int(has_ours(g).sum()),
                      **{f"none: {k}": int(v) for k, v in missing.items()}})
     return pd.DataFrame(rows).fillna(0)
