@@ -258,9 +258,9 @@ class ReadingTable:
         esc = html.escape
         right = {c for c in self.texts.columns if _is_numeric_text(self.texts[c])}
 
-        def style(column, header=False):
+        def style(column, header=False):  # headers wrap between words; values only in running-text columns
             parts = ["white-space: normal; min-width: 14em; max-width: 36em" if column in self.wrap
-                     else "white-space: nowrap"]
+                     else "white-space: normal" if header else "white-space: nowrap"]
             parts.append("text-align: right" if column in right else "text-align: left")
             if header:
                 parts.append("vertical-align: bottom")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np  # noqa: E402
@@ -45,10 +46,116 @@ def save_figure(fig: plt.Figure, name: str, dpi: int = 120, show: bool = True) -
         display(Image(data=png, format="png"))
 
 
-def figure_problems(fig: plt.Figure) -> list[str]:
-    """What a reader would miss in ``fig``: a title (of an axes or the figure), axis labels on plotting axes, a
-    legend where an axes draws several labelled series, a colour bar where a colour scale carries values."""
+MIN_FONT_PT = 8  # the smallest text a reader can read in a notebook at 120 dpi
+SCORE_WORDS = re.compile(r"\b(AUROC|AUC|AUPRC|ACC|accuracy|F1|precision|recall|sensitivity|specificity|SEN|SPE)\b",
+                         re.IGNORECASE)
+FRACTION_IN_TEXT = re.compile(r"\b(AUROC|AUC|ACC|F1)\b[ =:]*0?\.\d", re.IGNORECASE)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # a period (7) prime to the colours' (10): no pair repeats under 70
+
+
+def series_styles(names) -> dict[str, dict]:
+    """A distinct look per name that a legend shows: colour (tab10), marker and line style together never repeat
+    (the first ten solid, the next ten dashed, markers on their own period), so two series never share a swatch."""
+    colours = plt.get_cmap("tab10").colors
+    return {name: dict(color=colours[i % 10], marker=MARKERS[i % len(MARKERS)],
+                       ls=("-", "--", ":", "-.")[(i // 10) % 4]) for i, name in enumerate(dict.fromkeys(names))}
+
+
+def percent(values):
+    """Fractions (AUROC, ACC, F1 in [0, 1]) as the percent every table shows."""
+    return 100 * np.asarray(values, dtype=float) if not hasattr(values, "mul") else values * 100
+
+
+def legend_outside(ax_or_fig, handles=None, labels=None, **kw):
+    """A legend to the right of the axes (or figure), where it covers no data; font at least MIN_FONT_PT."""
+    kw = {"loc": "center left", "bbox_to_anchor": (1.01, 0.5), "fontsize": 9, "frameon": False, **kw}
+    if handles is None:
+        return ax_or_fig.legend(**kw)
+    return ax_or_fig.legend(handles, labels, **kw)
+
+
+def _spans_axes(line, ax) -> bool:
+    t = line.get_transform()
+    return t is ax.get_yaxis_transform(which="grid") or t is ax.get_xaxis_transform(which="grid")
+
+
+def _labelled(artist) -> bool:
+    label = artist.get_label()
+    return bool(label) and not label.startswith("_")
+
+
+def _colour_of(artist) -> tuple:
+    """An artist's colour (RGB, rounded) for matching it with the legend's entries."""
+    from matplotlib.colors import to_rgb
+
+    if hasattr(artist, "get_color") and not hasattr(artist, "get_offsets"):
+        colour = artist.get_color()
+    else:
+        faces = artist.get_facecolor()
+        colour = faces[0] if len(faces) and faces[0][3] > 0 else (artist.get_edgecolor()[0]
+                                                                  if len(artist.get_edgecolor()) else (0, 0, 0, 0))
+    return tuple(np.round(to_rgb(colour), 2))
+
+
+def _data_points(ax) -> np.ndarray:
+    """Display coordinates of what an axes draws as data: line vertices (not the axis-spanning reference lines),
+    scatter points and the corners and centres of bars."""
+    points = []
+    for line in ax.lines:
+        if line.get_visible() and not _spans_axes(line, ax) and len(line.get_xydata()) >= 2:
+            xy = np.asarray(line.get_xydata(), dtype=float)
+            xy = xy[np.isfinite(xy).all(1)]
+            if len(xy):
+                points.append(line.get_transform().transform(xy))
+    for coll in ax.collections:
+        offsets = np.asarray(coll.get_offsets(), dtype=float)
+        if type(coll).__name__ == "PathCollection" and coll.get_visible() and len(offsets):
+            points.append(coll.get_offset_transform().transform(offsets[np.isfinite(offsets).all(1)]))
+    for patch in ax.patches:
+        if type(patch).__name__ == "Rectangle" and patch.get_visible() and patch.get_height() and patch.get_width():
+            box = patch.get_window_extent()
+            xs, ys = np.linspace(box.x0, box.x1, 5), np.linspace(box.y0, box.y1, 5)
+            points.append(np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2))
+    return np.concatenate(points) if points else np.zeros((0, 2))
+
+
+def _legend_problems(i: int, ax, legend) -> list[str]:
     problems = []
+    box = legend.get_window_extent()
+    inside = ax.bbox.contains(box.x0 + 1, box.y0 + 1) and ax.bbox.contains(box.x1 - 1, box.y1 - 1)
+    if inside:
+        pts = _data_points(ax)
+        covered = ((pts[:, 0] > box.x0) & (pts[:, 0] < box.x1) & (pts[:, 1] > box.y0) & (pts[:, 1] < box.y1)).sum()
+        if covered > max(2, 0.02 * len(pts)):
+            problems.append(f"axes {i}: the legend covers {covered} drawn data points (move it outside)")
+    seen = {}
+    for handle, text in zip(legend.legend_handles, legend.get_texts()):
+        if handle is None:
+            continue
+        if hasattr(handle, "get_marker") and hasattr(handle, "get_linestyle"):
+            marker = handle.get_marker() if handle.get_marker() not in (None, "None", "", " ") else None
+            colour = tuple(np.round(plt.matplotlib.colors.to_rgba(handle.get_color()), 3))
+            key = ("line", colour, marker) if marker else ("line", colour, handle.get_linestyle())
+        elif hasattr(handle, "get_facecolor"):
+            face = handle.get_facecolor()
+            face = face[0] if np.ndim(face) == 2 and len(face) else face
+            key = ("patch", tuple(np.round(np.asarray(face, dtype=float).reshape(-1)[:4], 3)))
+        else:
+            continue
+        if key in seen and seen[key] != text.get_text():
+            problems.append(f"axes {i}: legend entries {seen[key]!r} and {text.get_text()!r} look the same")
+        seen.setdefault(key, text.get_text())
+    return problems
+
+
+def figure_problems(fig: plt.Figure) -> list[str]:
+    """What a reader would miss or misread in ``fig``: a title (of an axes or the figure), axis labels on plotting
+    axes, a legend where an axes draws several labelled series, a colour bar where a colour scale carries values;
+    text under MIN_FONT_PT; an axis that names a score (AUROC, ACC, F1, ...) without '%' or that says '%' over
+    fractions, and a fraction such as 'AUROC 0.370' in the text; a legend that covers data or shows two entries
+    alike; unlabelled scatter points, curves or reference lines beside a legend (a reader cannot tell what they are)."""
+    problems = []
+    fig.draw_without_rendering()  # tick labels, legend and layout as they will be saved
     suptitle = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
     plotting = [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.get_visible()]
     if not suptitle and not any(ax.get_title() for ax in plotting):
@@ -62,14 +169,41 @@ def figure_problems(fig: plt.Figure) -> list[str]:
                 named = label or (axis == "x" and any(o.get_xlabel() for o in twins))
                 if len(ticks) and getattr(ax, f"{axis}axis").get_visible() and not named:
                     problems.append(f"axes {i}: no {axis} label")
-        labelled = {a.get_label() for a in [*ax.lines, *ax.patches, *ax.collections, *ax.containers]
-                    if a.get_label() and not a.get_label().startswith("_")}
+                if label and SCORE_WORDS.search(label) and getattr(ax, f"get_{axis}scale")() == "linear":
+                    low, high = sorted(getattr(ax, f"get_{axis}lim")())
+                    if "%" not in label:
+                        problems.append(f"axes {i}: {axis} axis {label!r} shows a score without its unit (%)")
+                    elif high <= 1.5 and low >= -0.5:
+                        problems.append(f"axes {i}: {axis} axis {label!r} says % but spans fractions "
+                                        f"({low:.2g} to {high:.2g})")
+        labelled = {a.get_label() for a in [*ax.lines, *ax.patches, *ax.collections, *ax.containers] if _labelled(a)}
         if len(labelled) > 1 and ax.get_legend() is None and not fig.legends:
             problems.append(f"axes {i}: {len(labelled)} labelled series but no legend")
+        if ax.get_legend() is not None:
+            problems += _legend_problems(i, ax, ax.get_legend())
+            in_containers = {id(a) for c in ax.containers for a in c.get_children()}
+            silent = [a for a in ax.lines if not _labelled(a) and id(a) not in in_containers and a.get_visible()
+                      and (_spans_axes(a, ax) or len(a.get_xydata()) >= 3)]
+            silent += [c for c in ax.collections if type(c).__name__ == "PathCollection" and not _labelled(c)
+                       and len(c.get_offsets()) and c.get_visible()
+                       and len(np.unique(np.round(c.get_facecolor(), 3), axis=0)) <= 1]  # one colour: not a hue map
+            named = {_colour_of(a) for a in [*ax.lines, *ax.collections] if _labelled(a)}
+            silent = [a for a in silent if _colour_of(a) not in named]  # a repeat of a named series' look is named
+            if silent:
+                problems.append(f"axes {i}: {len(silent)} unlabelled series or reference lines beside a legend")
         scaled = [im for im in ax.images if im.get_array() is not None and im.get_array().ndim == 2
                   and im.get_cmap().name not in ("gray", "Greys", "binary", "Greys_r", "gray_r")]
         if scaled and not has_colorbar:
             problems.append(f"axes {i}: a colour-scaled image but no colour bar")
+    small = sorted({(round(t.get_fontsize(), 1), t.get_text()[:30]) for t in fig.findobj(plt.matplotlib.text.Text)
+                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT - 0.05})
+    if small:
+        problems.append(f"{len(small)} texts under {MIN_FONT_PT} pt, e.g. "
+                        + ", ".join(f"{text!r} ({size} pt)" for size, text in small[:3]))
+    fractions = sorted({t.get_text() for t in fig.findobj(plt.matplotlib.text.Text)
+                        if t.get_visible() and FRACTION_IN_TEXT.search(t.get_text())})
+    if fractions:
+        problems.append(f"scores as fractions in the text (tables use %): {fractions[:3]}")
     return problems
 
 
@@ -82,16 +216,19 @@ def _to_hwc(img) -> np.ndarray:
     return a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else np.clip(a, 0, 1)
 
 
-def image_grid(rows: dict[str, "torch.Tensor | np.ndarray"], titles: list[str] | None = None, cmap: str = "gray",
-               heat_rows: tuple[str, ...] = (), figsize_per: float = 1.4) -> plt.Figure:
+def image_grid(rows: dict[str, "torch.Tensor | np.ndarray"], titles: "list[str] | dict[str, list[str]] | None" = None,
+               cmap: str = "gray", heat_rows: tuple[str, ...] = (), figsize_per: float = 1.4) -> plt.Figure:
     """A grid with one row per entry of ``rows`` (images (N,C,H,W) or maps (N,H,W)); rows named in
-    ``heat_rows`` are drawn as heatmaps (e.g. residuals) with one colour bar per row."""
+    ``heat_rows`` are drawn as heatmaps (e.g. residuals) with one colour bar per row. ``titles``: one list for the
+    top row (the columns show the same images), or a dict row -> list where each row shows other images."""
     unknown = [name for name in heat_rows if name not in rows]
     if unknown:  # a misspelt name would draw the map in grey on [0, 1], near-black and without a colour bar
         raise ValueError(f"heat_rows {unknown} are not rows of the grid; its rows are {list(rows)}")
     n = max(len(v) for v in rows.values())
     extra = 0.35 if heat_rows else 0.0
-    fig, axes = plt.subplots(len(rows), n, figsize=(figsize_per * n + extra * 3, figsize_per * len(rows) + 0.3),
+    per_row = isinstance(titles, dict)
+    fig, axes = plt.subplots(len(rows), n, figsize=(figsize_per * n + extra * 3,
+                                                    (figsize_per + (0.3 if per_row else 0)) * len(rows) + 0.3),
                              squeeze=False)
     for r, (name, imgs) in enumerate(rows.items()):
         heat = name in heat_rows
@@ -109,8 +246,9 @@ def image_grid(rows: dict[str, "torch.Tensor | np.ndarray"], titles: list[str] |
                 mappable = ax.imshow(_heat_values(imgs[c]), cmap="inferno", vmin=vmin, vmax=vmax)
             else:
                 ax.imshow(_to_hwc(imgs[c]), cmap=cmap, vmin=0, vmax=1)
-            if r == 0 and titles is not None:
-                ax.set_title(titles[c], fontsize=8)
+            row_titles = titles.get(name) if per_row else (titles if r == 0 else None)
+            if row_titles is not None and c < len(row_titles):
+                ax.set_title(row_titles[c], fontsize=9)
         axes[r, 0].text(-0.08, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
         if heat and mappable is not None:
             bar = fig.colorbar(mappable, ax=list(axes[r, :]), fraction=0.015, pad=0.01)
@@ -132,7 +270,7 @@ def overlay_maps(images, maps, masks=None, titles: list[str] | None = None, alph
     maps = np.stack([_heat_values(m) for m in maps])
     vmin, vmax = float(maps.min()), float(np.percentile(maps, 99.5))  # one scale for every example
     vmax = vmax if vmax > vmin else vmin + 1e-12
-    fig, axes = plt.subplots(1, n, figsize=(1.8 * n + 0.6, 2.0), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.8, 2.9), squeeze=False)
     mappable = None
     for i in range(n):
         ax = axes[0, i]
@@ -142,10 +280,10 @@ def overlay_maps(images, maps, masks=None, titles: list[str] | None = None, alph
             ax.contour(np.asarray(masks[i]).astype(float), levels=[0.5], colors="white", linewidths=0.8)
         ax.axis("off")
         if titles:
-            ax.set_title(titles[i], fontsize=8)
+            ax.set_title(titles[i], fontsize=10)
     bar = fig.colorbar(mappable, ax=list(axes[0, :]), fraction=0.02, pad=0.01)
     _plain_ticks(bar)
-    bar.set_label("anomaly score", fontsize=8)
+    bar.set_label("anomaly score", fontsize=10)
     return fig
 
 
@@ -154,20 +292,25 @@ def _plain_ticks(bar) -> None:
     from matplotlib.ticker import FormatStrFormatter
 
     bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-    bar.ax.tick_params(labelsize=7)
+    bar.ax.tick_params(labelsize=9)
 
 
 def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "ROC (test split)") -> plt.Figure:
-    """curves: name -> (labels, scores); the legend shows each AUROC."""
+    """curves: name -> (labels, scores); the legend, outside the axes (a curve below the diagonal would run under
+    it), shows each AUROC in % as the tables do; each curve has its own colour, marker-free line style."""
     from .metrics import auroc
 
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    styles = series_styles(curves)
     for name, (labels, scores) in curves.items():
         fpr, tpr, _ = roc_curve(labels, scores)
-        ax.plot(fpr, tpr, label=f"{name} (AUROC {auroc(labels, scores):.3f})")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
-    ax.legend(fontsize=8, loc="lower right")
+        style = styles[name]
+        ax.plot(100 * fpr, 100 * tpr, color=style["color"], ls=style["ls"], lw=1.6,
+                label=f"{name} (AUROC {100 * auroc(labels, scores):.1f} %)")
+    ax.plot([0, 100], [0, 100], ls="--", c="grey", lw=1, label="chance (AUROC 50 %)")
+    ax.set(xlabel="false positive rate (%)", ylabel="true positive rate (%)", title=title, xlim=(0, 100),
+           ylim=(0, 100.5), aspect="equal")
+    legend_outside(ax)
     return fig
 
 
@@ -185,7 +328,7 @@ def score_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float | N
                     edgecolor=colour, linewidth=1.2, label=LABEL_NAMES[value])
     if threshold is not None:
         ax.axvline(threshold, color="k", ls="--", lw=1, label="threshold (chosen on validation)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     ax.set(xlabel="anomaly score", ylabel="density", title=title)
     return fig
 
@@ -201,7 +344,7 @@ def score_vs_detail(scores: np.ndarray, detail: np.ndarray, labels: np.ndarray,
         ax.scatter(np.asarray(detail)[chosen], np.asarray(scores)[chosen], s=8, alpha=0.5, color=colour,
                    label=LABEL_NAMES[value])
     ax.set(xlabel="fine detail (mean |vertical gradient|)", ylabel="anomaly score", title=title)
-    ax.legend(fontsize=8, markerscale=2)
+    ax.legend(fontsize=9, markerscale=2)
     return fig
 
 
@@ -220,6 +363,11 @@ def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.nd
     raise ValueError("method must be 'tsne' or 'umap'")
 
 
+def projection_name(method: str) -> str:
+    """How a projection is written in a title: t-SNE, UMAP."""
+    return {"tsne": "t-SNE", "umap": "UMAP"}.get(method, method)
+
+
 def embedding_scatter(features: np.ndarray, labels, method: str = "tsne", seed: int = 0,
                       title: str | None = None, label_names: dict | None = None, ax=None) -> plt.Figure:
     """t-SNE/UMAP scatter of embeddings coloured by label (any label type: anomaly, organ, grade)."""
@@ -230,8 +378,8 @@ def embedding_scatter(features: np.ndarray, labels, method: str = "tsne", seed: 
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.8, 4.2))
     sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=hue, s=10, alpha=0.7, linewidth=0, ax=ax)
-    ax.set(xticks=[], yticks=[], title=title or f"{method.upper()} of embeddings")
-    ax.legend(fontsize=8, markerscale=2)
+    ax.set(xticks=[], yticks=[], title=title or f"{projection_name(method)} of embeddings")
+    ax.legend(fontsize=9, markerscale=2)
     return fig if fig is not None else ax.figure
 
 
@@ -253,18 +401,20 @@ def training_curves(history, title: str = "training") -> plt.Figure:
         ax.set(xlabel="step", ylabel="loss", title=f"{title}: {name}" if n > 1 else title)
     ax = axes[0, 0]
     if history.monitor_values:
-        target = ax if history.monitor_name != "val AUROC" else ax.twinx()
-        target.plot(history.eval_steps, history.monitor_values, "o-", ms=3, color="C1", label=history.monitor_name)
+        score = bool(SCORE_WORDS.search(history.monitor_name))  # a score (val AUROC) in %, on its own axis
+        target = ax if not score else ax.twinx()
+        values = percent(history.monitor_values) if score else history.monitor_values
+        target.plot(history.eval_steps, values, "o-", ms=3, color="C1", label=history.monitor_name)
         if target is not ax:
-            target.set_ylabel(history.monitor_name)
-            target.legend(fontsize=8, loc="lower right")
+            target.set_ylabel(f"{history.monitor_name} (%)")
+            target.legend(fontsize=9, loc="lower right")
             target.grid(False)
     if history.best_step:
         ax.axvline(history.best_step, color="grey", ls=":", lw=1, label="kept step")
     for a in axes[0]:
-        a.legend(fontsize=8, loc="upper right")
+        a.legend(fontsize=9, loc="upper right")
     if history.status not in ("completed", "early-stopped"):
-        fig.suptitle(f"status: {history.status}", color="red", fontsize=9)
+        fig.suptitle(f"status: {history.status}", color="red", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -139,7 +139,7 @@ def threshold_rules_figure(val: ScoredSplit, title: str = "choosing the threshol
         ax.axvline(select_threshold_on_validation(val, rule), color="k", ls=style, lw=1,
                    label=f"{RULE_NAMES[rule]} threshold")
     ax.set(xlabel="threshold on the anomaly score", ylabel="value on the validation split", title=title)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 
@@ -282,7 +282,7 @@ def shift_figure(stats: pd.DataFrame, title: str):
         sns.kdeplot(data=stats, x=column, hue="group", common_norm=False, ax=ax, fill=True, alpha=0.15,
                     legend=ax is axes[-1])
         ax.set(ylabel="density", title=column)
-    sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, title_fontsize=8)
+    sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1.02, 0.5), fontsize=9, title_fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -92,13 +92,16 @@ plots.save_figure(fig, "00_class_balance")
 # *resemble* normal images, which is what makes medical anomaly detection harder than CIFAR-10.
 
 # %%
+RAW_NAMES = {"pneumonia": {0: "normal", 1: "pneumonia"}, "breast": {0: "malignant", 1: "normal/benign"}}
 for name, p in protocols.items():
     rng = np.random.default_rng(0)
     normals = p.test.normals().subset(rng.choice(p.test.counts()["normal"], 8, replace=False))
     anomalies = p.test.anomalies().subset(rng.choice(p.test.counts()["anomalous"], 8, replace=False))
-    fig = plots.image_grid({"normal": normals.images, "anomalous": anomalies.images},
-                           titles=[f"raw {r}" for r in normals.raw_labels])
-    fig.suptitle(f"{name}: {DATASETS[name].description}", y=1.02, fontsize=9)
+    names = RAW_NAMES.get(name, {})  # the dataset's own label (retina: the retinopathy grade) above each image
+    titles = {row: [names.get(int(r), f"grade {int(r)}") for r in part.raw_labels]
+              for row, part in (("normal", normals), ("anomalous", anomalies))}
+    fig = plots.image_grid({"normal": normals.images, "anomalous": anomalies.images}, titles=titles)
+    fig.suptitle(f"{name}: {DATASETS[name].description}", y=1.02, fontsize=11)
     plots.save_figure(fig, f"00_samples_{name}")
 
 # %% [markdown]

@@ -50,6 +50,7 @@ from adlib.data.cifar import CLASSES as CIFAR10_CLASSES, cifar10_one_vs_rest
 from adlib.detectors import create
 from adlib.experiment import provenance_columns
 from adlib.methods.dpa import PerceptualAutoencoder, Schedule
+from adlib.methods.dpa.progressive import default_layers
 from adlib.methods.dpa import experiments as dpa_speed, reading
 from adlib.methods.dpa.experiments import rescale_for_display, selection_figure, training_curve_with_stages
 from adlib.methods.dpa.selection import config_name, retrained_test_columns, selection_curve, weakly_supervised_search
@@ -172,7 +173,8 @@ for size in sorted({cfg.image_size, 64}):
 # %% [markdown]
 # ## III-B · Progressive growing
 #
-# Training starts at 8 px with the loss on the shallow `relu1_2`, then doubles the resolution. Each doubling
+# Training starts at 8 px with the loss on a shallow layer of the perceptual network (the paper: VGG19's
+# `relu1_2`; the table below names the layers of the network this run uses), then doubles the resolution. Each doubling
 # first *fades in* the new layers: the input and output are blends $\alpha\cdot$(new) $+ (1-\alpha)\cdot$(previous
 # resolution, upsampled), and the loss is blended the same way (Eq. 3):
 # $L = \alpha L(f_2(x), f_2(\tilde x)) + (1-\alpha) L(f_1(\mathrm{down}\,x), f_1(\mathrm{down}\,\tilde x))$,
@@ -180,8 +182,8 @@ for size in sorted({cfg.image_size, 64}):
 # upsampled (a unit test checks it), so growing never jolts the model. The schedule is data:
 
 # %%
-grow_schedule = Schedule.grow(cfg.grow["start_size"], cfg.image_size, cfg.grow["stage_steps"],
-                              cfg.grow["transition_steps"], DPA["steps"])
+grow_schedule = Schedule.grow(cfg.grow["start_size"], cfg.image_size, cfg.grow["stage_steps"],  # the layers of
+                              cfg.grow["transition_steps"], DPA["steps"], default_layers(PERC["arch"]))  # our backbone
 display(grow_schedule.table())
 
 # %% [markdown]
@@ -349,7 +351,8 @@ plots.save_figure(fig, "02_score_histogram")
 # %%
 codes = dpa0.detector.embed(test)
 for method in (("tsne", "umap") if cfg.profile.name == "paper" else ("tsne",)):  # UMAP's JIT start-up is slow
-    fig = plots.embedding_scatter(codes, test.labels, method=method, title=f"DPA bottleneck codes ({method.upper()})")
+    fig = plots.embedding_scatter(codes, test.labels, method=method,
+                                  title=f"DPA bottleneck codes ({plots.projection_name(method)})")
     plots.save_figure(fig, f"02_codes_{method}")
 
 # %% [markdown]

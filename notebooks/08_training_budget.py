@@ -115,7 +115,7 @@ rerun_rows = []
 for rung in rungs:
     row = budget.run_rung(rung, ref, threads=int(values["threads"]))
     rerun_rows.append(row)
-    print(f"{rung.label()}: test AUROC {row['AUROC']:.3f}, validation AUROC {row['val_AUROC']:.3f} "
+    print(f"{rung.label()}: test AUROC {100 * row['AUROC']:.1f} %, validation AUROC {100 * row['val_AUROC']:.1f} % "
           f"({row['status']}, kept step {row['best_step']:g}); {row['job_wall_seconds']:.0f} s")
 rerun = bp.with_budget_labels(pd.DataFrame(rerun_rows))  # variant = the rung's label, e.g. "budget x2 (...)"
 print("saved", save_frame(rerun, "08_rerun_rows", provenance_columns(cfg)))
