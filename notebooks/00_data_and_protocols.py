@@ -56,7 +56,7 @@ profile = None  # smoke, cpu or paper (None: $ADLIB_PROFILE, else paper on a GPU
 
 # %%
 # Run sizes per profile live in adlib/configs/00_data_and_protocols.toml (cpu: 64 px rebuilt PneumoniaMNIST
-# file, 1200 steps of batch 64 with early stopping, 3 seeds; paper: 128 px, longer training).
+# file, 1200 steps of batch 32 with early stopping, 3 seeds; paper: 128 px, longer training).
 cfg = load_run_config("00_data_and_protocols", profile)
 device = choose_device()
 print(f"profile={cfg.profile.name} ({cfg.profile.description}); seeds={cfg.seeds}; device={device}")

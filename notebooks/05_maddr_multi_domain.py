@@ -203,10 +203,10 @@ if have_dpa:
 # %% [markdown]
 # ## Figures
 #
-# **Latent codes** of test images (a seeded subset), projected with t-SNE and UMAP: the code of the same
-# baseline trained on all datasets *without* MADDR (Table 2 row 3: its whole $z$) above, $z_c$ of MADDR below,
-# coloured by dataset (left; marker = normal / anomalous) and by normal / anomalous (right) - the paper's
-# supplementary figure.
+# **Latent codes** of test images (a seeded subset), projected with t-SNE (and UMAP in the paper profile): the
+# code of the same baseline trained on all datasets *without* MADDR (Table 2 row 3: its whole $z$) above, $z_c$ of
+# MADDR below, coloured by dataset (left; marker = normal / anomalous) and by normal / anomalous (right) - the
+# paper's supplementary figure.
 
 # %%
 seed0 = cfg["seeds"][0]
