@@ -421,63 +421,81 @@ def recompute_markdown(rows: pd.DataFrame, plan: pd.DataFrame, rows_file: str) -
 
 def curves_figure(rows: pd.DataFrame, paper: pd.DataFrame, dataset: str = "pneumonia",
                   title: str = "AUROC vs training budget") -> plt.Figure:
-    """Validation (top row) and test AUROC (bottom row) against the budget multiplier (log2 axis), one column per
-    family, one colour per detector (solid: cpu width, dashed: wide); the test CI as a band, chance as a grey
-    line and the paper's printed number as a star at the right edge."""
+    """Validation (top row) and test AUROC (%, bottom row) against the budget multiplier (log2 axis), one column
+    per family, one colour and marker per detector (solid: cpu width, dashed with hollow markers: wide); the test CI
+    as a band, chance as a grey line and the paper's printed number as a star at the right edge (spread sideways so
+    no star hides another). One legend per family, beside its column."""
+    from .plots import series_styles
+
     curves = curve_frame(usable(rows, dataset))
     families = list(FAMILIES)
     top = int(max(curves["budget_multiplier"].max() if len(curves) else 1, 2))
     paper_x = top * 2
-    fig, axes = plt.subplots(2, len(families), figsize=(5.2 * len(families), 7.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(families), figsize=(5.2 * len(families), 7.8), squeeze=False)
     for col, family in enumerate(families):
         members = [m for m in FAMILIES[family] if len(curves) and m in set(curves["method"])]
+        styles = series_styles(FAMILIES[family])
+        starred = [m for m in members if len(paper.loc[paper["method"] == m, "paper"])]
         for row, (metric, split) in enumerate((("val_AUROC", "validation"), ("AUROC", "test"))):
             ax = axes[row, col]
-            for i, method in enumerate(members):
-                color = f"C{i}"
+            for method in members:
+                style = styles[method]
                 for width, part in curves[curves["method"] == method].groupby("width_label"):
-                    ls = "-" if width == "cpu" else "--"
-                    label = method if width == "cpu" else f"{method} ({width})"
-                    ax.plot(part["budget_multiplier"], part[metric], ls, marker="o", ms=4, color=color, label=label)
+                    cpu = width == "cpu"
+                    ax.plot(part["budget_multiplier"], 100 * part[metric], "-" if cpu else "--", marker=style["marker"],
+                            ms=5, color=style["color"], mfc=style["color"] if cpu else "white",
+                            label=method if cpu else f"{method} ({width})")
                     if metric == "AUROC":
-                        ax.fill_between(part["budget_multiplier"], part["AUROC_ci_low"], part["AUROC_ci_high"],
-                                        color=color, alpha=0.12, lw=0)
+                        ax.fill_between(part["budget_multiplier"], 100 * part["AUROC_ci_low"],
+                                        100 * part["AUROC_ci_high"], color=style["color"], alpha=0.12, lw=0)
                 number = paper.loc[paper["method"] == method, "paper"]
                 if metric == "AUROC" and len(number):
-                    ax.plot([paper_x], [number.iloc[0] / 100], "*", ms=11, color=color, mec="k", mew=0.5)
-            ax.axhline(0.5, color="grey", ls=":", lw=1.2, label="chance (0.5)")
+                    spread = 2 ** (0.35 * (starred.index(method) - (len(starred) - 1) / 2))
+                    ax.plot([paper_x * spread], [number.iloc[0]], "*", ms=12, color=style["color"], mec="k", mew=0.5)
+            ax.axhline(50, color="grey", ls=":", lw=1.2, label="chance (50 %)")
+            if row == 1 and starred:
+                ax.plot([], [], "*", ms=12, color="white", mec="k", mew=0.5, label="paper's number (its colour)")
             ticks = [2 ** k for k in range(int(np.log2(top)) + 1)]
             ax.set_xscale("log", base=2)
             ax.set_xticks(ticks + [paper_x], [f"x{t}" for t in ticks] + ["paper ★" if row == 1 else ""])
-            ax.set_xlim(0.8, paper_x * 1.25)
-            ax.set_ylim(0.0, 1.0)
-            ax.set(xlabel="budget (multiple of the cpu budget)", ylabel=f"{split} AUROC",
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
+            ax.set_xlim(0.8, paper_x * 1.6)
+            ax.set_ylim(0, 100)
+            ax.set(xlabel="budget (multiple of the cpu budget)", ylabel=f"{split} AUROC (%)",
                    title=f"{family}: {split}" if members else f"{family}: {split} (no rows yet)")
-            ax.legend(fontsize=7, loc="lower right", ncol=2)
-    fig.suptitle(f"{title} ({dataset}; one seed per rung; test band: bootstrap 95 % CI)")
+    fig.suptitle(f"{title} ({dataset}; one seed per rung; test band: bootstrap 95 % CI)", fontsize=14)
     fig.tight_layout()
+    for col in range(len(families)):  # one legend per family, under its column: it covers no curve
+        box = axes[1, col].get_position()
+        handles, labels = axes[1, col].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=((box.x0 + box.x1) / 2, box.y0 - 0.07),
+                   ncol=2, fontsize=10, frameon=False, handlelength=3)
     return fig
 
 
 def cost_figure(rows: pd.DataFrame, dataset: str = "pneumonia") -> plt.Figure:
     """CPU seconds of one rung against its budget multiplier (log-log), one line per detector: the price of
-    climbing the ladder (a straight line of slope 1 is a cost proportional to the budget)."""
+    climbing the ladder (a straight line of slope 1 is a cost proportional to the budget). Every detector has its
+    own colour, marker and line style (`plots.series_styles`), and the legend's long handles show the dashes."""
+    from .plots import series_styles
+
     curves = curve_frame(usable(rows, dataset))
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(9.5, 5.0))
     order = [m for members in FAMILIES.values() for m in members if len(curves) and m in set(curves["method"])]
-    for i, method in enumerate(order):
+    styles = series_styles(order)
+    for method in order:
         part = curves[(curves["method"] == method) & (curves["width_label"] == "cpu")]
         per_seed = part["job_cpu_seconds"] / part["seeds"]
-        ax.plot(part["budget_multiplier"], per_seed, marker="o", ms=4, color=f"C{i % 10}",
-                ls="-" if i < 10 else "--", label=method)
+        ax.plot(part["budget_multiplier"], per_seed, ms=6, label=method, **styles[method])
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     if len(curves):
         ticks = [2 ** k for k in range(int(np.log2(curves["budget_multiplier"].max())) + 1)]
         ax.set_xticks(ticks, [f"x{t}" for t in ticks])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set(xlabel="budget (multiple of the cpu budget)", ylabel="CPU seconds per rung (one thread)",
            title=f"What a rung costs ({dataset}, cpu width)")
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    ax.legend(fontsize=9, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5), handlelength=3.5, frameon=False)
     fig.tight_layout()
     return fig
 

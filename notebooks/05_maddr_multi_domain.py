@@ -218,7 +218,8 @@ if have_dpa and seed0 in cfg["table2_seeds"]:
                                                                     seed0)].detector, sub),
              "MADDR + DPA (z_c)": latent_codes(runs.model("DPA", seed0), sub)}
     for how in projections:
-        fig = embedding_panels(codes, sub, how, seed=0, title=f"{how.upper()} of DPA latent codes, test images")
+        fig = embedding_panels(codes, sub, how, seed=0,
+                               title=f"{plots.projection_name(how)} of DPA latent codes, test images")
         plots.save_figure(fig, f"05_{how}_latent_dpa")
 for method in METHODS:
     fig = embedding_panels({f"MADDR + {method} (z_c)": latent_codes(runs.model(method, seed0), sub)}, sub, "tsne",

@@ -248,8 +248,8 @@ plots.save_figure(ex.anomaly_map_figure(best, main), "06_anomaly_maps_pneumonia"
 X, labels, n_images = ex.embedding_sample(main, best, K_ABL, SEEDS[0], cfg.embed_points)
 EMBED = "umap" if cfg.profile.name == "paper" else "tsne"  # UMAP's JIT compilation alone costs ~1 min here
 fig = plots.embedding_scatter(X, labels, method=EMBED, label_names={n: n for n in set(labels)},
-                              title=f"patch features ({EMBED.upper()}; {cfg.embed_points} normal patches from "
-                                    f"{n_images} images, K={K_ABL})")
+                              title=f"patch features ({plots.projection_name(EMBED)}; {cfg.embed_points} normal "
+                                    f"patches from {n_images} images, K={K_ABL})")
 plots.save_figure(fig, "06_embedding_patch_features")
 
 # %% [markdown]

@@ -178,7 +178,7 @@ def readout_figure(summary: pd.DataFrame, title: str):
         frame["short"] = [f"{s}\n({source.get(m, '-')})" for s, m in zip(frame["short"], frame["method"])]
     else:
         frame["bar"] = frame["weights"]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 3.8), sharey=True)
+    fig, axes = plt.subplots(2, 1, figsize=(9.5, 7.6), sharey=True, sharex=True)
     lowest = 100.0
     for ax, metric, name in zip(axes, ["kNN_AUROC", "probe_AUROC"], ["kNN anomaly score (normals only)",
                                                                      "linear probe (supervised)"]):
@@ -189,12 +189,16 @@ def readout_figure(summary: pd.DataFrame, title: str):
         lowest = min(lowest, float(np.nanmin((pivot - err).to_numpy())))
         ax.axhline(50, color="black", ls="--", lw=1.2, clip_on=False, zorder=5, label="chance (50 %)")
         ax.grid(axis="x", visible=False)
-        ax.tick_params(axis="x", labelsize=8)
-        ax.set(title=name, ylabel="validation AUROC (%)", xlabel="backbone, layer (pretrained weights)")
+        ax.tick_params(axis="x", labelsize=10)
+        ax.set(title=name, ylabel="validation AUROC (%)")
+    sources = ("backbone, layer (source of the pretrained weights; random init: the same network untrained)"
+               if set(frame["bar"]) == {"pretrained", "random init"} else "backbone, layer")
+    axes[1].set_xlabel(sources)
     axes[0].set_ylim(50 if lowest >= 50 else 0, 100)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="weights", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    fig.legend(handles, labels, title="weights (bars: mean ± std over seeds)", loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=10, title_fontsize=10)
+    fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return fig
 
@@ -214,11 +218,11 @@ def retrieval_figure(val, study: ReadoutStudy, arch: str, sources, n_per_class: 
         for q, qi in enumerate(queries):
             row = axes[q * n_src + s]
             row[0].imshow(val.images[qi, 0], cmap="gray")
-            row[0].set_title(f"{source}: query ({'pneum.' if val.labels[qi] else 'normal'})", fontsize=7)
+            row[0].set_title(f"{source}: query ({'pneum.' if val.labels[qi] else 'normal'})", fontsize=8)
             for j, gi in enumerate(neighbours[qi]):
                 row[j + 1].imshow(gallery[gi, 0], cmap="gray")
                 same = y_train[gi] == val.labels[qi]
-                row[j + 1].set_title("pneum." if y_train[gi] else "normal", fontsize=7,
+                row[j + 1].set_title("pneum." if y_train[gi] else "normal", fontsize=8,
                                      color="green" if same else "red")
             for ax in row:
                 ax.axis("off")

@@ -46,11 +46,11 @@ def auroc_bars(cells: pd.DataFrame, datasets: list[str] | None = None):
         ax.grid(axis="x", visible=False)  # vertical grid lines would read as whiskers
         ax.set(ylim=(0, 102), ylabel="test AUROC (%)", xlabel="detector")
         over = "seeds" if seeds.all() else "test images" if not seeds.any() else "seeds (n > 1), else test images"
-        ax.set_title(f"{data}: bars = mean over seeds, whiskers = 95 % bootstrap CI over {over}", fontsize=9)
-        ax.tick_params(axis="x", rotation=60, labelsize=8)
+        ax.set_title(f"{data}: bars = mean over seeds, whiskers = 95 % bootstrap CI over {over}", fontsize=10)
+        ax.tick_params(axis="x", rotation=60, labelsize=9)
     handles = [Patch(color=colour, label=block) for block, colour in colours.items() if block in set(done["block"])]
     handles.append(plt.Line2D([], [], color="grey", lw=0.8, ls="--", label="chance (50 %)"))
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0), fontsize=9)
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0), fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.985 - 0.04 / len(datasets)))
     return fig
 
@@ -67,15 +67,15 @@ def cost_panels(cost: pd.DataFrame):
               ("added_memory_MB", "memory a run added at its peak (MB)")]
     for ax, (col, title) in zip(axes, panels):
         ax.barh(labels, cost[col], color="tab:blue")
-        ax.set_title(title, fontsize=9)
-        ax.set_xscale("symlog", linthresh=1)
+        ax.set_title(title, fontsize=11)
+        ax.set_xscale("symlog", linthresh=1)  # log above 1, linear from 0 to 1: a run that costs ~0 still shows
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 10, 100 (not 10^0 or 7.7e-1)
-        ax.set_xlabel(title.split(" (")[-1].rstrip(")") + ", log scale")
+        ax.set_xlabel(title.split(" (")[-1].rstrip(")") + ": linear 0-1, log scale above 1")
         ax.set_ylabel("detector" if ax is axes[0] else "")
         if ax is not axes[0]:
             ax.yaxis.set_visible(False)  # the shared detector names are on the left panel
     fig.suptitle(f"Cost of the {int(cost['runs'].sum())} runs of this notebook (mean over datasets; memory: the "
-                 "largest run), one torch thread each", fontsize=10)
+                 "largest run), one torch thread each", fontsize=12)
     fig.tight_layout()
     return fig
 

@@ -118,7 +118,7 @@ def overhead_line(overhead: dict) -> str:
 
 def training_curve_with_stages(detector, title: str) -> plt.Figure:
     """Fig. 7 analogue: loss per step with the progressive stages shaded (loss scale changes per stage)."""
-    from ...plots import training_curves
+    from ...plots import legend_outside, training_curves
 
     fig = training_curves(detector.history, title=title)
     ax = fig.axes[0]
@@ -128,10 +128,12 @@ def training_curve_with_stages(detector, title: str) -> plt.Figure:
             ax.axvspan(start, start + stage.transition, color="orange", alpha=0.15,
                        label="fade-in (alpha 0->1)" if i == 1 else None)
         ax.text(start + stage.transition, ax.get_ylim()[1] * 0.95, f"{stage.resolution}px\n{'+'.join(stage.layers)}",
-                fontsize=7, va="top")
+                fontsize=8, va="top")
         start += stage.steps
     ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    legend_outside(ax)
+    fig.set_size_inches(8.0, 3.6)
+    fig.tight_layout()
     return fig
 
 
@@ -143,16 +145,16 @@ def selection_figure(curves: pd.DataFrame, test_auroc: list[float], title: str, 
     groups = [(None, curves)] if hue is None else list(curves.groupby(hue))
     for key, part in groups:
         agg = part.groupby(x)["test_AUROC"].agg(["mean", "std"]).reset_index()
-        ax.errorbar(agg[x], agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=3,
-                    label="selected" if key is None else f"{hue}={key}")
-    ax.axhline(max(test_auroc), color="green", ls="--", lw=1, label="max over grid")
-    ax.axhline(min(test_auroc), color="red", ls="--", lw=1, label="min over grid")
-    ax.set(xlabel=x.replace("_", " "), ylabel="test AUROC", title=title)
+        ax.errorbar(agg[x], 100 * agg["mean"], yerr=100 * agg["std"].fillna(0), marker="o", capsize=3,
+                    label="selected config (mean ± std)" if key is None else f"{hue}={key}")
+    ax.axhline(100 * max(test_auroc), color="green", ls="--", lw=1, label="best config of the grid")
+    ax.axhline(100 * min(test_auroc), color="red", ls="--", lw=1, label="worst config of the grid")
+    ax.set(xlabel=x.replace("_", " "), ylabel="test AUROC (%)", title=title)
     if x == "n_anomalies":
         ax.set_xscale("log")
         ax.set_xticks(sorted(curves[x].unique()), [str(v) for v in sorted(curves[x].unique())])
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
 
 

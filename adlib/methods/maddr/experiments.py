@@ -19,7 +19,7 @@ from ...data.protocol import Protocol
 from ...data.protocol import cap_splits as cap  # noqa: F401  (the notebooks import it from here)
 from ...detectors import available, create, latent_detectors
 from ...experiment import ExperimentResult, run_experiment, score_and_record, scored_part
-from ...plots import embed_2d
+from ...plots import embed_2d, projection_name
 from .wrapper import MADDR
 
 PAPER_CSV = Path(__file__).with_name("paper_numbers_maddr.csv")
@@ -268,8 +268,8 @@ def embedding_panels(codes: dict[str, np.ndarray], images, method: str = "tsne",
             sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=hue, style=labels if col == 0 else None, s=12, alpha=0.7,
                             linewidth=0, ax=ax)
             ax.set(xticks=[], yticks=[], title=f"{name}: by {what}")
-            ax.legend(fontsize=7, markerscale=1.5)
-    fig.suptitle(title or f"{method.upper()} of the latent code (test images)", y=1.0)
+            ax.legend(fontsize=9, markerscale=1.5)
+    fig.suptitle(title or f"{projection_name(method)} of the latent code (test images)", y=1.0)
     fig.tight_layout()
     return fig
 
@@ -336,30 +336,31 @@ def head_confusions(model: MADDR, images, title: str = "") -> plt.Figure:
 def head_training_curves(models: dict[str, MADDR], report: pd.DataFrame, title: str = "") -> plt.Figure:
     """Per model: each head's logged training accuracy over the steps (moving average), the kept step, and at
     the kept step the test accuracy of the kept weights (x: as scored; o: with batch statistics)."""
-    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.4), squeeze=False, sharey=True)
     for ax, (method, model) in zip(axes[0], models.items()):
         history, mine = model.base.history, report[report["method"] == method].set_index("head")
         for i, h in enumerate(model.hook.heads):
             log = pd.Series(history.logs.get(f"{model.base.latent_phase}/{h}_acc", []), dtype=float)
             steps = np.arange(1, len(log) + 1)
-            ax.plot(steps, log.rolling(max(1, len(log) // 20), min_periods=1).mean(), color=f"C{i}",
+            ax.plot(steps, 100 * log.rolling(max(1, len(log) // 20), min_periods=1).mean(), color=f"C{i}",
                     label=f"{h}: training (logged)")
             kept = mine.loc[h, "kept step"]
             if pd.notna(kept):
-                ax.plot([kept], [mine.loc[h, "accuracy (kept weights)"]], "x", color=f"C{i}", ms=8,
+                ax.plot([kept], [100 * mine.loc[h, "accuracy (kept weights)"]], "x", color=f"C{i}", ms=8,
                         label=f"{h}: test, kept weights")
-                ax.plot([kept], [mine.loc[h, "accuracy (batch statistics)"]], "o", mfc="none", color=f"C{i}", ms=8,
-                        label=f"{h}: test, batch statistics")
+                ax.plot([kept], [100 * mine.loc[h, "accuracy (batch statistics)"]], "o", mfc="none", color=f"C{i}",
+                        ms=8, label=f"{h}: test, batch statistics")
         if pd.notna(mine["kept step"].iloc[0]):
             ax.axvline(mine["kept step"].iloc[0], color="grey", ls=":", lw=1, label="kept step")
         majority = mine["always the most frequent"]
         for i, h in enumerate(majority.index if majority.round(3).nunique() > 1 else majority.index[:1]):
             who = f"{h}: " if majority.round(3).nunique() > 1 else ""
-            ax.axhline(majority[h], color=f"C{i}" if who else "grey", ls="--", lw=1, label=f"{who}most frequent class")
-        ax.set(title=f"MADDR + {method}", xlabel="training step (all datasets)", ylabel="head accuracy",
-               ylim=(0, 1.05))
+            ax.axhline(100 * majority[h], color=f"C{i}" if who else "grey", ls="--", lw=1,
+                       label=f"{who}always the most frequent class")
+        ax.set(title=f"MADDR + {method}", xlabel="training step (all datasets)", ylabel="head accuracy (%)",
+               ylim=(0, 105))
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, bbox_to_anchor=(0.5, -0.12))
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=10, bbox_to_anchor=(0.5, 0.0), frameon=False)
     fig.suptitle(title or "The heads: training accuracy and the kept weights' test accuracy")
     fig.tight_layout()
     return fig
@@ -372,11 +373,12 @@ def loss_terms(history, phase: str, title: str = "", mixup_from: int | None = No
     fig, axes = plt.subplots(1, len(cols), figsize=(3.4 * len(cols), 2.9), squeeze=False)
     for ax, (term, col) in zip(axes[0], cols):
         v = frame[col].astype(float)
-        ax.plot(frame["step"], v, color="0.8", lw=0.8)
-        ax.plot(frame["step"], v.rolling(max(1, len(v) // 30), min_periods=1).mean(), color="C0")
+        ax.plot(frame["step"], v, color="0.8", lw=0.8, label="per step")
+        ax.plot(frame["step"], v.rolling(max(1, len(v) // 30), min_periods=1).mean(), color="C0",
+                label="moving average")
         if mixup_from is not None:
             ax.axvline(mixup_from, color="C3", ls=":", lw=1, label="mixup on")
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=9)
         ax.set(title=term if term != "baseline" else "L_b (baseline)", xlabel="step", ylabel="loss term")
     fig.suptitle(title, y=1.03)
     fig.tight_layout()
@@ -386,11 +388,15 @@ def loss_terms(history, phase: str, title: str = "", mixup_from: int | None = No
 def auroc_bars(frame: pd.DataFrame, order: list[str], title: str) -> plt.Figure:
     """Test AUROC per dataset: each baseline per dataset vs under MADDR on all datasets (dots: seeds)."""
     fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(order), 3.6))
+    frame = frame.assign(AUROC=100 * pd.to_numeric(frame["AUROC"], errors="coerce"))
     sns.barplot(data=frame, x="method", y="AUROC", hue="dataset", order=order, errorbar=None, ax=ax, alpha=0.8)
-    sns.stripplot(data=frame, x="method", y="AUROC", hue="dataset", order=order, dodge=True, palette="dark:k", size=3,
-                  ax=ax, legend=False)
-    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
-    ax.set(title=title, xlabel="method", ylabel="test AUROC", ylim=(0, 1))
+    sns.stripplot(data=frame, x="method", y="AUROC", hue="dataset", order=order, dodge=True, size=3, ax=ax,
+                  palette={d: "k" for d in frame["dataset"].unique()}, legend=False)
+    for k, dots in enumerate(ax.collections):  # the seeds: one legend entry for all of them
+        dots.set_label("one seed (dots)" if k == 0 else "_seed")
+    ax.axhline(50, color="grey", ls="--", lw=1, label="chance (50 %)")
+    ax.set(title=title, xlabel="method", ylabel="test AUROC (%, bars: mean over seeds)", ylim=(0, 100))
     ax.tick_params(axis="x", rotation=20)
-    ax.legend(fontsize=7, title="dataset", title_fontsize=7)
+    ax.legend(fontsize=9, title="dataset", title_fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5),
+              frameon=False)
     return fig

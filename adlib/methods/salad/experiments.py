@@ -201,10 +201,10 @@ def bezier_figure(n: int = 6, seed: int = 0) -> plt.Figure:
     xs, ys = bezier_curves(n, torch.Generator().manual_seed(seed))
     fig, ax = plt.subplots(figsize=(3.4, 3.2))
     for i in range(n):
-        ax.plot(xs[i], ys[i], lw=1.2)
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="identity")
+        ax.plot(xs[i], ys[i], lw=1.2, label=f"random curve {i + 1}")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="identity (no change)")
     ax.set(xlabel="input intensity", ylabel="output intensity", title="random Bézier intensity curves")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
 
 
@@ -241,34 +241,41 @@ def tsne_with_without_centre(features: dict[str, np.ndarray], labels: np.ndarray
         axes[0].scatter(*xy[start:start + len(part)].T, s=6, alpha=0.6, color=colour, label=name)
         start += len(part)
     axes[0].set(xticks=[], yticks=[], title="normal test images, both models")
-    axes[0].legend(fontsize=7, markerscale=2)
+    axes[0].legend(fontsize=9, markerscale=2)
     for ax, name in zip(axes[1:], names):
         xy = embed_2d(features[name], "tsne", seed)
         for label, colour, text in ((0, "tab:green", "normal"), (1, "tab:orange", "pneumonia")):
             m = labels == label
             ax.scatter(*xy[m].T, s=6, alpha=0.6, color=colour, label=text)
         ax.set(xticks=[], yticks=[], title=name)
-        ax.legend(fontsize=7, markerscale=2)
-    fig.suptitle(title, fontsize=10)
+        ax.legend(fontsize=9, markerscale=2)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
 
 def ablation_bars(frame: pd.DataFrame, paper: pd.DataFrame, title: str, order: list[str]) -> plt.Figure:
-    """AUROC per variant: ours (bars) beside the paper's OCT numbers (black ticks)."""
-    fig, ax = plt.subplots(figsize=(1.4 + 1.3 * len(order), 3.2))
-    ours = frame.groupby("variant")["AUROC"].mean().reindex(order)
-    ax.bar(range(len(order)), ours.values, color=sns.color_palette("deep", len(order)), label="ours (PneumoniaMNIST)")
+    """AUROC (%) per variant: ours (one colour; bar = mean over seeds, whisker = std, dots = the seeds) beside
+    the paper's OCT numbers (red ticks) and chance; the legend sits outside the axes."""
+    fig, ax = plt.subplots(figsize=(3.8 + 1.3 * len(order), 3.4))
+    auroc = 100 * frame.assign(AUROC=pd.to_numeric(frame["AUROC"], errors="coerce"))[["variant", "AUROC"]]
+    stats = auroc.groupby("variant")["AUROC"].agg(["mean", "std", "count"]).reindex(order)
+    seeds = int(stats["count"].max()) if stats["count"].notna().any() else 0
+    ax.bar(range(len(order)), stats["mean"].values, yerr=stats["std"].fillna(0).values, capsize=4, color="C0",
+           alpha=0.85, label=f"ours (PneumoniaMNIST), mean ± std over {seeds} seed{'s' * (seeds != 1)}")
     for i, v in enumerate(order):
+        values = auroc.loc[auroc["variant"] == v, "AUROC"].dropna().to_numpy()
+        ax.scatter(np.full(len(values), i), values, s=12, color="k", zorder=4,
+                   label="ours, one seed" if i == 0 else None)
         printed = paper[(paper["method"] == v) & (paper["metric"] == "AUC")]["fraction"]
         if len(printed):
-            ax.plot([i - 0.4, i + 0.4], [printed.iloc[0]] * 2, color="k", lw=2,
+            ax.plot([i - 0.4, i + 0.4], [100 * printed.iloc[0]] * 2, color="C3", lw=2.5, zorder=5,
                     label="paper (OCT)" if i == 0 else None)
-    ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set(xticks=range(len(order)), xticklabels=order, xlabel="variant", ylabel="test AUROC", ylim=(0, 1.02),
+    ax.axhline(50, color="grey", ls="--", lw=1, label="chance (50 %)")
+    ax.set(xticks=range(len(order)), xticklabels=order, xlabel="variant", ylabel="test AUROC (%)", ylim=(0, 102),
            title=title)
-    ax.tick_params(axis="x", labelsize=8)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.tick_params(axis="x", labelsize=9)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
 
 
@@ -280,7 +287,7 @@ def loss_terms_figure(history, title: str = "SALAD: the terms of Eq. 9") -> plt.
     for c in terms:
         ax.plot(frame["step"], frame[c].rolling(max(1, len(frame) // 30), min_periods=1).mean(), label=c.split("/")[1])
     ax.set(xlabel="step", ylabel="loss term (unweighted)", yscale="log", title=title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
 
 

@@ -579,7 +579,7 @@ def mining_figure(m: dict) -> plt.Figure:
     axes[0].axvline(m["cut"], color="k", ls="--", lw=1, label=f"mining cut (r = {m['retention']:g})")
     axes[0].set(xlabel="S(m): mean distance to the 5 nearest normal features", ylabel="density",
                 title="distance to the normal bank (Eq. 4)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=9)
     share = m["counts"] / m["counts"].sum() * m["counts"].size  # 1 = as often as a uniform choice
     im = axes[1].imshow(share, cmap="magma")
     fig.colorbar(im, ax=axes[1], label="mined share / uniform share")
@@ -607,7 +607,7 @@ def cutpaste_curve_figure(curves: pd.DataFrame, title: str) -> plt.Figure:
     axes[1].set(xlabel="training step", ylabel="pretext-task accuracy (%)",
                 title="self-supervised task (val normals vs CutPaste)")
     for ax in axes:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=9)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
@@ -669,7 +669,7 @@ def k_and_r_figure(t1: pd.DataFrame, r_rows: pd.DataFrame, backbone: str, ks, r_
     ticks = sorted(set(ks) | set(pk["variant"].str.extract(r"(\d+)", expand=False).astype(int)))
     axes[0].set(xticks=ticks, xticklabels=ticks, xlabel="K anomalous images", ylabel="test AUROC (%)",
                 title="AUROC vs K")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=9, loc="best")
     r = r_rows.assign(r=r_rows["variant"].str.removeprefix("r=").astype(float)).groupby("r")
     for metric, label in (("AUROC", "test"), ("val_AUROC", "validation")):
         s = r[metric].agg(["mean", "std"]).fillna(0)
@@ -679,7 +679,7 @@ def k_and_r_figure(t1: pd.DataFrame, r_rows: pd.DataFrame, backbone: str, ks, r_
     axes[1].xaxis.set_minor_formatter(plt.NullFormatter())
     axes[1].set(xticks=list(r_grid), xticklabels=[f"{x:g}" for x in r_grid], xlabel="retention rate r",
                 ylabel="AUROC (%)", title=f"AUROC vs r (K={max(ks)}; r = 1: no mining)")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=9, loc="best")
     fig.tight_layout()
     return fig
 
