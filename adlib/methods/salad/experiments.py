@@ -262,11 +262,14 @@ def ablation_bars(frame: pd.DataFrame, paper: pd.DataFrame, title: str, order: l
     stats = auroc.groupby("variant")["AUROC"].agg(["mean", "std", "count"]).reindex(order)
     seeds = int(stats["count"].max()) if stats["count"].notna().any() else 0
     ax.bar(range(len(order)), stats["mean"].values, yerr=stats["std"].fillna(0).values, capsize=4, color="C0",
-           alpha=0.85, label=f"ours (PneumoniaMNIST), mean ± std over {seeds} seed{'s' * (seeds != 1)}")
+           alpha=0.85, label=f"ours (PneumoniaMNIST), mean ± std over {seeds} seed{'s' * (seeds != 1)}" if seeds
+           else "ours: not run in this profile")
+    dots = False
     for i, v in enumerate(order):
         values = auroc.loc[auroc["variant"] == v, "AUROC"].dropna().to_numpy()
         ax.scatter(np.full(len(values), i), values, s=12, color="k", zorder=4,
-                   label="ours, one seed" if i == 0 else None)
+                   label="ours, one seed" if len(values) and not dots else None)
+        dots = dots or bool(len(values))
         printed = paper[(paper["method"] == v) & (paper["metric"] == "AUC")]["fraction"]
         if len(printed):
             ax.plot([i - 0.4, i + 0.4], [100 * printed.iloc[0]] * 2, color="C3", lw=2.5, zorder=5,
