@@ -49,8 +49,7 @@ from adlib.data import few_shot_anomalies, make_protocol
 from adlib.data.cifar import CLASSES as CIFAR10_CLASSES, cifar10_one_vs_rest
 from adlib.detectors import create
 from adlib.experiment import provenance_columns
-from adlib.methods.dpa import PerceptualAutoencoder, Schedule
-from adlib.methods.dpa.progressive import default_layers
+from adlib.methods.dpa import PerceptualAutoencoder, Schedule, progressive
 from adlib.methods.dpa import experiments as dpa_speed, reading
 from adlib.methods.dpa.experiments import rescale_for_display, selection_figure, training_curve_with_stages
 from adlib.methods.dpa.selection import config_name, retrained_test_columns, selection_curve, weakly_supervised_search
@@ -183,8 +182,9 @@ for size in sorted({cfg.image_size, 64}):
 # upsampled (a unit test checks it), so growing never jolts the model. The schedule is data:
 
 # %%
-grow_schedule = Schedule.grow(cfg.grow["start_size"], cfg.image_size, cfg.grow["stage_steps"],  # the layers of
-                              cfg.grow["transition_steps"], DPA["steps"], default_layers(PERC["arch"]))  # our backbone
+grow_schedule = Schedule.grow(cfg.grow["start_size"], cfg.image_size, cfg.grow["stage_steps"],
+                              cfg.grow["transition_steps"], DPA["steps"],
+                              progressive.default_layers(PERC["arch"]))  # the layers of the backbone we use
 display(grow_schedule.table())
 
 # %% [markdown]
