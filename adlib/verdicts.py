@@ -188,6 +188,32 @@ def chance_sentence(rows: pd.DataFrame | pd.Series, metric: str = "AUROC", name:
     return f"**{s.name}**: {metric} {s.text()} is **{status}**{why}."
 
 
+def chance_groups(rows: pd.DataFrame, by=("method",), metric: str = "AUROC") -> pd.DataFrame:
+    """One line per group of result rows (e.g. by method and dataset; each group all seeds of one result): the
+    group's keys, its mean, the number of seeds and its chance status by the rule above. Groups whose metric is
+    blank (diverged runs) are left out."""
+    by = list(by)
+    out = []
+    for key, group in rows.groupby(by, sort=False):
+        if pd.to_numeric(group[metric], errors="coerce").notna().sum() == 0:
+            continue
+        s = stats(group.assign(variant="default", method="pooled"), metric)
+        out.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), metric: s.mean,
+                    "seeds": s.n_seeds, "chance": _chance_of(s)})
+    return pd.DataFrame(out, columns=[*by, metric, "seeds", "chance"])
+
+
+def below_chance_sentence(groups: pd.DataFrame, what: str = "results", metric: str = "AUROC") -> str:
+    """A Markdown sentence naming the groups of `chance_groups` that are below chance (their keys and means)."""
+    keys = [c for c in groups.columns if c not in (metric, "seeds", "chance")]
+    below = groups[groups["chance"] == "below chance"]
+    if below.empty:
+        return f"None of the {len(groups)} {what} is below chance."
+    names = [" / ".join(str(r[k]) for k in keys) + f" {100 * r[metric]:.1f}" for _, r in below.iterrows()]
+    return (f"**{len(below)} of {len(groups)} {what} are below chance** ({metric} in %, the noise interval wholly "
+            f"below 50): " + ", ".join(names) + ".")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # two methods
 # ----------------------------------------------------------------------------------------------------------------

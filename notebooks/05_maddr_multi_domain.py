@@ -47,8 +47,8 @@ from adlib.experiment import provenance_columns
 from adlib.methods.maddr import conclusions as concl
 from adlib.methods.maddr.experiments import (MaddrRuns, auroc_bars, cap, data_table, embedding_panels,
                                              head_confusions, head_report, head_training_curves, joint_protocol,
-                                             latent_codes, loss_terms, profile_text, timing_summary,
-                                             wrappable_methods)
+                                             label_mapping_check, latent_codes, loss_terms, profile_text,
+                                             timing_summary, wrappable_methods)
 from adlib.notebook import budget_rows, bullet_list, say, show_table
 from adlib.paths import figures_dir, relative_to_project
 from adlib.results import ResultsTable, save_frame
@@ -245,6 +245,19 @@ plots.save_figure(head_training_curves(models, heads), "05_heads_training_accura
 say(bullet_list(concl.head_sentences(heads)));
 
 # %% [markdown]
+# **Is it the label order?** A head far below always-the-most-frequent could read its labels in the wrong order.
+# Measured per head: the class order its training targets index (the confusion matrices use the same), whether
+# every training label encodes and decodes back to itself, and on the test images whether the confusion is a
+# permutation (each dataset sent to its own wrong class: what a label-order error produces) and the accuracy of
+# the best one-to-one relabelling of its predictions.
+
+# %%
+mapping = label_mapping_check(models, joint.train, joint.test)
+show_table(mapping, caption=f"The heads' label order (seed {seed0}; test images)",
+           percent=("accuracy", "accuracy, best relabelling"))
+say(concl.label_mapping_sentence(mapping, heads));
+
+# %% [markdown]
 # **The loss terms of Eq. 1 over training** (seed 0; grey: per step, blue: moving average; red: mixup starts).
 
 # %%
@@ -252,6 +265,29 @@ for method, model in models.items():
     fig = loss_terms(model.history, model.base.latent_phase, f"MADDR + {method}: terms of Eq. 1",
                      mixup_from=model.hook.mixup_from)
     plots.save_figure(fig, f"05_loss_terms_{METHODS[method]['detector']}")
+
+# %% [markdown]
+# ## Below chance: what a pixel-error score measures
+#
+# A row of Table 1 below chance ranks the classes the wrong way round. Notebook 00 found pneumonia images smoother
+# than normal ones in every split, so a score that grows with fine detail ranks them as normal. The measurement:
+# fine detail alone as a score (`adlib.shift.fine_detail`), and a pixel error that needs no training
+# (`adlib.shift.linear_pixel_error`: the reconstruction error of a 16-component PCA of the training normals, a
+# linear autoencoder), each image's score against its detail, per class. The sentences are generated from the
+# measurement and from Table 1's rows (`adlib.verdicts`).
+
+# %%
+from adlib import verdicts  # noqa: E402
+from adlib.protocol_notes import detail_sentences  # noqa: E402
+from adlib.shift import detail_diagnostic, fine_detail, linear_pixel_error  # noqa: E402
+
+pn = joint.parts["pneumonia"]
+pixel = linear_pixel_error(pn.train, pn.test)
+plots.save_figure(plots.score_vs_detail(pixel, fine_detail(pn.test), pn.test.labels,
+                                        title="PCA pixel error vs fine detail (pneumonia test)"), "05_score_vs_detail")
+say(bullet_list([verdicts.below_chance_sentence(verdicts.chance_groups(t1, ["method", "dataset"]),
+                                                "detector / dataset results of Table 1"),
+                 *detail_sentences(detail_diagnostic(pixel, pn.test), "A pixel error with no training (PCA)")]));
 
 # %% [markdown]
 # ## Conclusions

@@ -56,7 +56,7 @@ from adlib.__main__ import main as adlib_command
 from adlib.config import load_run_config
 from adlib.data import make_protocol
 from adlib.experiment import provenance_columns
-from adlib.notebook import say, show_table
+from adlib.notebook import bullet_list, say, show_table
 from adlib.own_images import write_png_folder
 from adlib.paths import cache_dir, figures_dir, relative_to_project
 from adlib.progress import headless
@@ -274,6 +274,30 @@ say(f"On {written['normal']} training normals, {own['method']}'s test AUROC on t
     f"(95 % CI {100 * metrics['AUROC_ci_low']:.1f}-{100 * metrics['AUROC_ci_high']:.1f}); fitting took "
     f"{own_seconds['fit']:.1f} s and scoring {own_seconds['score']:.1f} s.")
 shutil.rmtree(folder)  # the temporary folder (images, model directory, scores) is not kept
+
+# %% [markdown]
+# ## Below chance: what a pixel-error score measures
+#
+# A cell of the grid below chance ranks the classes the wrong way round. Notebook 00 found pneumonia images smoother
+# than normal ones in every split, so a score that grows with fine detail ranks them as normal. The measurement:
+# fine detail alone as a score (`adlib.shift.fine_detail`), and a pixel error that needs no training
+# (`adlib.shift.linear_pixel_error`: the reconstruction error of a 16-component PCA of the training normals, a
+# linear autoencoder), each image's score against its detail, per class. The sentences are generated from the
+# measurement and from the grid's cells (`adlib.verdicts`).
+
+# %%
+from adlib import verdicts  # noqa: E402
+from adlib.protocol_notes import detail_sentences  # noqa: E402
+from adlib.shift import detail_diagnostic, fine_detail, linear_pixel_error  # noqa: E402
+
+pn = make_protocol("pneumonia", size=64)
+pixel = linear_pixel_error(pn.train, pn.test)
+plots.save_figure(plots.score_vs_detail(pixel, fine_detail(pn.test), pn.test.labels,
+                                        title="PCA pixel error vs fine detail (pneumonia-64 test)"),
+                  "07_score_vs_detail")
+below = cells.rename(columns={"AUROC_mean": "AUROC"})[["method", "data", "AUROC", "chance"]]
+say(bullet_list([verdicts.below_chance_sentence(below, "grid cells (method / data)"),
+                 *detail_sentences(detail_diagnostic(pixel, pn.test), "A pixel error with no training (PCA)")]));
 
 # %% [markdown]
 # ## Discussion

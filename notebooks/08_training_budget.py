@@ -204,6 +204,36 @@ say(bullet_list(bp.missing_sentences(rows, study, plan, DATA_KEY)));
 say(bp.recompute_markdown(rows, plan, relative_to_project(BUDGET_ROWS)));
 
 # %% [markdown]
+# ## Below chance: what a pixel-error score measures
+#
+# A detector below chance ranks the classes the wrong way round; more training is one thing that could change it
+# (the curves above). Notebook 00 found pneumonia images smoother than normal ones in every split, so a score that
+# grows with fine detail ranks them as normal. The measurement: fine detail alone as a score
+# (`adlib.shift.fine_detail`), and a pixel error that needs no training (`adlib.shift.linear_pixel_error`: the
+# reconstruction error of a 16-component PCA of the training normals, a linear autoencoder), each image's score
+# against its detail, per class. The sentences are generated from the measurement and from the study's rows at x1
+# and at each detector's best budget (`adlib.verdicts`).
+
+# %%
+from adlib import verdicts  # noqa: E402
+from adlib.data import make_protocol  # noqa: E402
+from adlib.protocol_notes import detail_sentences  # noqa: E402
+from adlib.shift import detail_diagnostic, fine_detail, linear_pixel_error  # noqa: E402
+
+best = pd.concat([best_budget_rows(m, DATASET, ok) for m in ok["method"].unique()]).assign(budget_rung="best budget")
+at_x1 = ok[ok["budget_multiplier"] == 1].assign(budget_rung="x1")
+data_spec = values.get("data", {}).get(DATA_KEY, {"name": "pneumonia", "size": 64})
+pn = make_protocol(data_spec["name"], size=data_spec["size"])
+pixel = linear_pixel_error(pn.train, pn.test)
+plots.save_figure(plots.score_vs_detail(pixel, fine_detail(pn.test), pn.test.labels,
+                                        title=f"PCA pixel error vs fine detail ({DATA_KEY} test)"),
+                  "08_score_vs_detail")
+say(bullet_list([*(verdicts.below_chance_sentence(verdicts.chance_groups(r, ["method", "width_label"]),
+                                                  f"detector / width results at {r['budget_rung'].iloc[0]}")
+                   for r in (at_x1, best) if len(r)),
+                 *detail_sentences(detail_diagnostic(pixel, pn.test), "A pixel error with no training (PCA)")]));
+
+# %% [markdown]
 # ## Discussion
 
 # %%

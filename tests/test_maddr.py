@@ -251,3 +251,32 @@ def test_head_sentences_say_what_was_measured():
     assert "52.8%" in f_anogan and "not a label mapping" in f_anogan
     assert "check the label mapping" in x and "99.0%" in x and "not a label mapping" not in x
     assert head_summary(pd.DataFrame([row, good])).startswith("1 of 2 heads")
+
+
+@pytest.mark.parametrize("how", ["right", "rolled", "collapsed"])
+def test_label_mapping_check_tells_a_label_order_error_from_a_collapsed_head(tiny_maddr, phantoms, monkeypatch, how):
+    """Notebook 05's measurement behind "not a label mapping": a head whose predictions are the true labels in a
+    rolled class order (a label-order error) is flagged as a permutation with a perfect best relabelling; a head
+    that sends every image to one class is not a permutation; the generated sentence says which."""
+    from adlib.methods.maddr.conclusions import label_mapping_sentence
+    from adlib.methods.maddr.experiments import label_mapping_check
+
+    model, hook = tiny_maddr, tiny_maddr.hook
+    test = with_domains(phantoms.test.subset(np.arange(len(phantoms.test))))
+    truth = {h: maddr_wrapper.encode_labels(test.domains[h], hook.vocab[h]) for h in hook.heads}
+    shift = {"right": lambda i, k: i, "rolled": lambda i, k: (i + 1) % k, "collapsed": lambda i, k: 0 * i}[how]
+    monkeypatch.setattr(model, "predict_domains", lambda images, **kw: {
+        h: np.asarray(hook.vocab[h])[shift(truth[h], len(hook.vocab[h]))] for h in hook.heads})
+    check = label_mapping_check({"GANomaly": model}, phantoms.train, test)
+    assert check["training labels round-trip"].all()
+    expected_acc = {"right": 1.0, "rolled": 0.0}.get(how)
+    if expected_acc is not None:
+        assert check["accuracy"].tolist() == [expected_acc] * 2 and check["confusion is a permutation"].all()
+        assert (check["accuracy, best relabelling"] == 1.0).all()
+    else:
+        assert not check["confusion is a permutation"].any() and (check["classes predicted (test)"].str[0] == "1").all()
+    report = check[["method", "head"]].assign(**{"always the most frequent": [0.5, 0.34]})
+    text = label_mapping_sentence(check, report)
+    assert ("check the mapping" in text) == (how == "rolled")
+    assert ("not a label permutation" in text) == (how == "collapsed")
+    assert "2 of 2 heads" in text

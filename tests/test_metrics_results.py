@@ -408,6 +408,26 @@ def test_detail_diagnostic_sees_a_score_that_is_only_detail():
     assert plots.figure_problems(plots.score_vs_detail(score, fine_detail(images), images.labels)) == []
 
 
+def test_linear_pixel_error_is_a_pixel_error_fitted_on_train_only():
+    """The cheap pixel-error reference of notebooks 05, 07 and 08 (a linear autoencoder): zero for an image in
+    the span of the training normals, large for one far from it, and blind to the images it scores."""
+    import torch
+
+    from adlib.data.imageset import ImageSet
+    from adlib.shift import detail_diagnostic, linear_pixel_error
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (2, 1, 8, 8)).astype(float)
+    train = ImageSet(torch.as_tensor(np.stack([base[i % 2] for i in range(10)]), dtype=torch.uint8), np.zeros(10))
+    far = rng.integers(0, 255, (3, 1, 8, 8))
+    test = ImageSet(torch.as_tensor(np.r_[base, far], dtype=torch.uint8), np.r_[np.zeros(2), np.ones(3)])
+    score = linear_pixel_error(train, test, components=2)
+    assert score[:2] == pytest.approx([0, 0], abs=1e-9) and (score[2:] > 1e-3).all()
+    again = linear_pixel_error(train, test.subset(np.array([4, 3, 2, 1, 0])), components=2)
+    assert again[::-1] == pytest.approx(score)  # an image's score does not depend on the others scored
+    assert detail_diagnostic(score, test)["score_AUROC"] == 1.0
+
+
 def test_readme_wall_time_table_names_the_commit_each_notebook_ran_at(tmp_path):
     import nbformat
 

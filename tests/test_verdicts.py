@@ -175,3 +175,17 @@ def test_show_returns_markdown_and_prints_outside_a_notebook(capsys):
     text = verdicts.show(c, "A plain Markdown line.")
     assert text == f"{c.text}\n\nA plain Markdown line." and c._repr_markdown_() == c.text
     assert capsys.readouterr().out.strip() == text
+
+
+def test_chance_groups_and_the_below_chance_sentence():
+    table = pd.concat([rows("AE", [0.28, 0.30]), rows("PatchCore", [0.80, 0.82]), rows("VAE", [0.49, 0.52]),
+                       rows("AE", [0.70, 0.72], dataset="breast"), rows("broken", [np.nan])])
+    groups = verdicts.chance_groups(table, by=["method", "dataset"])
+    assert len(groups) == 4  # the diverged run is left out
+    status = groups.set_index(["method", "dataset"])["chance"]
+    assert status[("AE", "pneumonia")] == "below chance" and status[("AE", "breast")] == "above chance"
+    assert status[("VAE", "pneumonia")] == "at chance"
+    text = verdicts.below_chance_sentence(groups, "detector/dataset results")
+    assert text.startswith("**1 of 4 detector/dataset results are below chance**") and "AE / pneumonia 29.0" in text
+    none = verdicts.below_chance_sentence(groups[groups["chance"] != "below chance"], "results")
+    assert none == "None of the 3 results is below chance."

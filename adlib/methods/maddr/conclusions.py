@@ -311,6 +311,33 @@ def head_sentences(report: pd.DataFrame, margin: float = 0.05) -> list[str]:
     return lines
 
 
+def label_mapping_sentence(check: pd.DataFrame, report: pd.DataFrame, margin: float = 0.05) -> str:
+    """What `experiments.label_mapping_check` measured, as one paragraph: whether a label-order error can explain
+    a head that scores below always-the-most-frequent (``report``: `experiments.head_report` of the same models)."""
+    heads = check.merge(report[["method", "head", "always the most frequent"]], on=["method", "head"])
+    n, trips = len(heads), int(heads["training labels round-trip"].astype(bool).sum())
+    good = heads[heads["accuracy"] > heads["always the most frequent"] + margin]
+    low = heads[heads["accuracy"] <= heads["always the most frequent"] + margin]
+    name = lambda r: f"MADDR + {r['method']} {r['head']}"  # noqa: E731
+    text = (f"**Label order, measured.** Each head's training targets and its named predictions use one class order "
+            f"(the training labels encode and decode back to themselves for {trips} of {n} heads). ")
+    if trips < n:
+        return text + "A head whose labels do not round-trip has a label-mapping error: fix it before reading on."
+    if len(good):
+        text += (f"All heads share this code, so a wrong order would misname the datasets for every model; "
+                 f"{len(good)} of {n} name them right ("
+                 + ", ".join(f"{name(r)} {r['accuracy']:.1%}" for _, r in good.iterrows()) + "). ")
+    for _, r in low.iterrows():
+        if r["confusion is a permutation"]:
+            text += (f"{name(r)} ({r['accuracy']:.1%}) sends each dataset to its own wrong class, as a label-order "
+                     f"error would (best relabelling: {r['accuracy, best relabelling']:.1%}): check the mapping. ")
+        else:
+            text += (f"{name(r)} ({r['accuracy']:.1%}) predicts {r['classes predicted (test)']} classes and sends "
+                     "several datasets to one class, which no relabelling undoes (best one-to-one relabelling: "
+                     f"{r['accuracy, best relabelling']:.1%}): not a label permutation. ")
+    return text.strip()
+
+
 def head_summary(report: pd.DataFrame, margin: float = 0.05) -> str:
     """One sentence over all heads: how many name the dataset, and the measured causes of the others."""
     ok = report["accuracy (kept weights)"] > report["always the most frequent"] + margin

@@ -309,6 +309,40 @@ def head_report(models: dict[str, MADDR], images) -> pd.DataFrame:
     return out[["method", *[c for c in out.columns if c != "method"]]] if len(out) else out
 
 
+def label_mapping_check(models: dict[str, MADDR], train, test) -> pd.DataFrame:
+    """Whether a head's class order could be wrong, measured, one line per model and head: the class order its
+    training targets index (``hook.vocab``; the confusion matrices use the same), whether every training label
+    encodes to an index that decodes back to itself, and on ``test`` (kept weights, as scored) how many classes it
+    predicts and whether its confusion is a permutation (each true class mostly sent to its own, distinct predicted
+    class: what a label-order error looks like). Accuracies under the identity order and under the best
+    one-to-one relabelling of its predictions."""
+    from itertools import permutations
+
+    from .wrapper import encode_labels
+
+    rows = []
+    for method, model in models.items():
+        pred = model.predict_domains(test)
+        for h in model.hook.heads:
+            vocab = list(model.hook.vocab[h])
+            labels = np.asarray(train.domains[h]).astype(str)
+            codes = encode_labels(labels, vocab)
+            round_trip = bool((codes >= 0).all() and (np.asarray(vocab)[codes] == labels).all())
+            cm = confusion_matrix(np.asarray(test.domains[h]).astype(str), pred[h], labels=vocab)
+            present = cm.sum(1) > 0
+            modal = cm.argmax(1)[present]
+            share = (cm.max(1)[present] / cm.sum(1)[present])
+            permutation = bool(len(set(modal)) == len(modal) and (share > 0.5).all())
+            best = max(sum(cm[i, perm[i]] for i in range(len(vocab))) for perm in permutations(range(len(vocab))))
+            rows.append({"method": method, "head": h, "class order (training targets = confusion)": ", ".join(vocab),
+                         "training labels round-trip": round_trip,
+                         "classes predicted (test)": f"{len(set(pred[h]))} of {len(vocab)}",
+                         "confusion is a permutation": permutation,
+                         "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+                         "accuracy, best relabelling": float(best / max(cm.sum(), 1))})
+    return pd.DataFrame(rows)
+
+
 def _wrapped(names, width: int = 11) -> list[str]:
     return [textwrap.fill(str(n), width) for n in names]
 
