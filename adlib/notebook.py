@@ -236,6 +236,8 @@ def cell_texts(frame: pd.DataFrame, percent=(), digits: dict | None = None) -> p
 def _wrapping(texts: pd.DataFrame, wrap) -> set:
     if wrap is not None:
         return {c for c in texts.columns if c in set(wrap)}
+    if texts.empty:  # no rows: nothing to wrap (and an empty column has no .str)
+        return set()
     return {c for c in texts.columns
             if (str(c).lower() in TEXT_COLUMNS or texts[c].str.len().max() > WRAP_AFTER) and len(texts)
             and texts[c].str.len().max() > 24}

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 from .paths import figures_dir  # noqa: E402
-from .runtime import in_notebook_kernel  # noqa: E402
+from .runtime import in_notebook_kernel, keep_torch_threads  # noqa: E402
 
 sns.set_theme(context="notebook", style="whitegrid")
 LABEL_NAMES = {0: "normal", 1: "anomalous"}
@@ -139,7 +139,13 @@ def _legend_problems(i: int, ax, legend) -> list[str]:
         elif hasattr(handle, "get_facecolor"):
             face = handle.get_facecolor()
             face = face[0] if np.ndim(face) == 2 and len(face) else face
-            key = ("patch", tuple(np.round(np.asarray(face, dtype=float).reshape(-1)[:4], 3)))
+            face = np.asarray(face, dtype=float).reshape(-1)[:4]
+            if (len(face) < 4 or face[3] == 0) and hasattr(handle, "get_edgecolor"):  # hollow: its edge is its look
+                edge = handle.get_edgecolor()
+                edge = edge[0] if np.ndim(edge) == 2 and len(edge) else edge
+                key = ("hollow", tuple(np.round(np.asarray(edge, dtype=float).reshape(-1)[:4], 3)))
+            else:
+                key = ("patch", tuple(np.round(face, 3)))
         else:
             continue
         if key in seen and seen[key] != text.get_text():
@@ -359,7 +365,8 @@ def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.nd
     if method == "umap":
         import umap
 
-        return umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(features)
+        with keep_torch_threads():  # numba (inside UMAP) would leave torch computing on every core
+            return umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(features)
     raise ValueError("method must be 'tsne' or 'umap'")
 
 

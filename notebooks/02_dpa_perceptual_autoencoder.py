@@ -185,7 +185,7 @@ for size in sorted({cfg.image_size, 64}):
 grow_schedule = Schedule.grow(cfg.grow["start_size"], cfg.image_size, cfg.grow["stage_steps"],
                               cfg.grow["transition_steps"], DPA["steps"],
                               progressive.default_layers(PERC["arch"]))  # the layers of the backbone we use
-display(grow_schedule.table())
+show_table(grow_schedule.table())
 
 # %% [markdown]
 # ## Training speed (Table 3 analogue)
@@ -267,8 +267,8 @@ runs = Runs(cfg, detector_for=lambda m: METHODS[m][0], kwargs_for=lambda m, prot
 # %%
 table2, results = ResultsTable("02_table2_pneumonia"), {}
 with ResourceMeter() as table2_meter:
-    for method in TABLE2:
-        for seed in cfg.seeds:
+    for method in TABLE2:  # the alternative network's DPA: cfg.alternative_seeds (cpu: one seed, marked "1 seed")
+        for seed in (cfg.get("alternative_seeds", cfg.seeds) if method == ALT_DPA else cfg.seeds):
             results[(method, seed)] = runs.run(method, pneumonia, seed, table2)
 table2_csv, rows2 = table2.save(), table2.frame()
 print(f"{len(results)} runs in {table2_meter.seconds:.0f} s")
@@ -379,7 +379,8 @@ def make_pl(config, fold, steps=None):
 
 
 def make_l1(config, fold, steps=None):
-    return create("dpa", **dpa_kwargs(**config, loss="l1", steps=steps or cfg.l1_steps, seed=0))
+    # the folds train l1_grid_steps, the retraining on all normals l1_steps (as grid_steps / grid_full_steps for PL)
+    return create("dpa", **dpa_kwargs(**config, loss="l1", steps=steps or cfg.get("l1_grid_steps", cfg.l1_steps), seed=0))
 
 
 def retrain(config, **over):

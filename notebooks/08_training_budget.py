@@ -91,9 +91,9 @@ show_table(provenance, caption="Where the committed rows come from")
 #
 # x1 is each detector's cpu budget (its setting in notebook 07's cpu profile, copied into the study's
 # configuration); a rung xN multiplies the budget knob (training steps; both stages of f-AnoGAN; epochs of the
-# SimpleNet and WSCXR heads) by N and keeps everything else. The *planned* ladder goes to at least x16 (x64 for
-# most; the configuration's comments compare the top rungs with each paper's epochs), one seed per rung and three
-# at the top; *measured* is what the committed rows hold on PneumoniaMNIST-64.
+# SimpleNet and WSCXR heads) by N and keeps everything else. The *planned* ladder goes to x16 at the cpu width and
+# x4 at the wide width (the configuration's comments compare the rungs with each paper's epochs), one seed per rung
+# and three at the top; *measured* is what the committed rows hold on PneumoniaMNIST-64.
 
 # %%
 show_table(bp.ladder_frame(study, rows, DATA_KEY))

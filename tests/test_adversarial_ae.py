@@ -338,8 +338,8 @@ def test_seed_dots_never_show_a_degenerate_threshold_as_a_result():
                           "degenerate": [True, "True", True, False, False]})
     ax = seed_dots(frame, "F1", "F1").axes[0]
     filled, hollow = _plotted_y(ax)
-    assert sorted(hollow) == pytest.approx([0.7697, 0.7698, 0.7699])
-    assert not any(abs(y - 0.7698) < 0.001 for y in filled)  # neither a dot nor inside a mean bar
+    assert sorted(hollow) == pytest.approx([76.97, 76.98, 76.99])  # in % like the tables
+    assert not any(abs(y - 76.98) < 0.1 for y in filled)  # neither a dot nor inside a mean bar
     assert DEGENERATE_LABEL in _legend_labels(ax)
     ax = seed_dots(frame, "AUROC", "AUROC", hue=None).axes[0]  # AUROC needs no threshold: all filled
     assert _plotted_y(ax)[1] == [] and DEGENERATE_LABEL not in _legend_labels(ax)
@@ -357,7 +357,7 @@ def test_ccb_length_curve_leaves_degenerate_points_out_of_the_line():
     paper = paper[paper["table"].isin(["Table 6", "Table 7"]) & paper["dataset"].str.startswith("HAM10000")]
     ax = ccb_length_curve(ours, paper, "ACC", "ACC").axes[0]
     filled, hollow = _plotted_y(ax)
-    assert hollow == pytest.approx([0.3058])
-    assert not any(abs(y - 0.3058) < 1e-6 for y in filled if np.isfinite(y))
+    assert hollow == pytest.approx([30.58])
+    assert not any(abs(y - 30.58) < 1e-4 for y in filled if np.isfinite(y))
     assert DEGENERATE_LABEL in _legend_labels(ax)
     plt.close("all")

@@ -103,6 +103,13 @@ def test_show_table_prints_the_readable_table_outside_a_notebook(capsys):
     assert "**c**" in out and "-0.0" not in out and "0.0 (tie)" in out
 
 
+def test_show_table_of_an_empty_frame_shows_its_headers():
+    # notebook 07's smoke grid has no below-chance cell: its exercise showed an empty frame and crashed
+    empty = pd.DataFrame({"method": pd.Series([], dtype=float), "AUROC": pd.Series([], dtype=float)})
+    view = notebook.reading_view(empty, percent=("AUROC",))
+    assert "<th" in view._repr_html_() and "(no rows)" in repr(view)
+
+
 def test_percent_sentence_turns_a_metrics_dict_into_percent():
     assert notebook.percent_sentence({"AUROC": 0.632, "val_AUROC": 0.77}) == "AUROC 63.2 %, validation AUROC 77.0 %"
 

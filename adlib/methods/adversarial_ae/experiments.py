@@ -142,11 +142,11 @@ def seed_dots(frame: pd.DataFrame, metric: str, title: str, x: str = "method",
     levels = list(dict.fromkeys(frame[hue])) if hue else [None]
     palette = sns.color_palette("deep", len(levels))
     bad = degenerate_mask(frame, metric)
-    values = pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=float)
+    values = plots.percent(pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=float))  # % as the tables
     rng = np.random.default_rng(0)
     width = 0.8 / len(levels)
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(groups), 3.4))
-    labelled = False
+    labelled = bars_labelled = False
     for j, level in enumerate(levels):
         color = palette[j] if hue else "C0"
         in_level = np.ones(len(frame), bool) if hue is None else (frame[hue] == level).to_numpy()
@@ -156,16 +156,19 @@ def seed_dots(frame: pd.DataFrame, metric: str, title: str, x: str = "method",
             good, worse = values[sel & ~bad], values[sel & bad]
             jitter = lambda n: pos + rng.uniform(-0.3, 0.3, n) * width  # noqa: E731
             ax.scatter(jitter(len(good)), good, s=22, color=color, zorder=3,
-                       label=level if (hue and i == 0) else None)
+                       label=(level if hue else "one seed") if i == 0 else None)
             labelled = _hollow(ax, jitter(len(worse)), worse, labelled)
             if len(good):
                 std = good.std(ddof=1) if len(good) > 1 else 0.0
-                ax.errorbar(pos, good.mean(), yerr=std, fmt="_", ms=14, color="k", capsize=4, lw=1, zorder=5)
-    ax.axhline(0.5, color="grey", ls="--", lw=1)
-    ax.set(title=title, xlabel=x, ylabel=metric, xticks=range(len(groups)), xticklabels=groups,
+                ax.errorbar(pos, good.mean(), yerr=std, fmt="_", ms=14, color="firebrick", capsize=4, lw=1, zorder=5,
+                            label=None if bars_labelled else "mean ± std over seeds")
+                bars_labelled = True
+    if metric == "AUROC":
+        ax.axhline(50, color="grey", ls="--", lw=1, label="chance (AUROC 50 %)")
+    ax.set(title=title, xlabel=x, ylabel=f"{metric} (%)", xticks=range(len(groups)), xticklabels=groups,
            xlim=(-0.6, len(groups) - 0.4))
-    if hue or labelled:
-        ax.legend(fontsize=7, loc="best")
+    plots.legend_outside(ax)
+    fig.tight_layout()
     return fig
 
 
@@ -179,21 +182,22 @@ def ccb_length_curve(ours: pd.DataFrame, paper: pd.DataFrame, metric: str, title
     for name, group in ours.assign(_bad=bad).groupby("dataset", sort=False):
         factors = sorted(group["factor"].dropna().unique())
         g = group[~group["_bad"]].groupby("factor")[metric].mean().reindex(factors)
-        line, = axes[0].plot(g.index, g.values, "o-", label=name)
+        line, = axes[0].plot(g.index, plots.percent(g.values), "o-", label=name)
         worse = group[group["_bad"]]
         if len(worse):
-            axes[0].scatter(worse["factor"], worse[metric], s=40, facecolors="none", edgecolors=line.get_color(),
+            axes[0].scatter(worse["factor"], plots.percent(worse[metric].to_numpy(float)), s=40, facecolors="none",
+                            edgecolors=line.get_color(),
                             linewidths=1.2, zorder=4, label=None if labelled else DEGENERATE_LABEL)
             labelled = True
-    axes[0].set(title=f"ours: {title}", xlabel="CCB length factor (x [1,2,3,4])", ylabel=metric)
-    axes[0].legend(fontsize=7)
+    axes[0].set(title=f"ours: {title}", xlabel="CCB length factor (x [1,2,3,4])", ylabel=f"{metric} (%)")
+    axes[0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     factor_of = {length_label(f): f for f in (1, 2, 4, 6, 8)}
     p = paper[paper["metric"] == metric].assign(factor=lambda d: d["method"].str.replace("CCB-AAE ", "").map(factor_of))
     for name, group in p.groupby("dataset", sort=False):
-        axes[1].plot(group["factor"], group["value"], "o--", label=name)
+        axes[1].plot(group["factor"], plots.percent(group["value"].to_numpy(float)), "o--", label=name)
     axes[1].set(title=f"paper: HAM10000 {metric} (Table {6 if metric == 'ACC' else 7})", xlabel="CCB length factor",
-                ylabel=metric)
-    axes[1].legend(fontsize=6, ncol=2)
+                ylabel=f"{metric} (%)")
+    axes[1].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     for ax in axes:
         ax.set_xticks([1, 2, 4, 6, 8])
     fig.tight_layout()
