@@ -197,7 +197,10 @@ def estimate_seconds(rung: Rung, done: pd.DataFrame, values: dict) -> float:
         value = pd.to_numeric(done["budget_value"], errors="coerce").to_numpy(float)
         # CPU seconds of the job's process, not wall seconds: a rung that shared its core (or whose process was
         # suspended) measured wall times 2x to 18x its cost (cpu_share 0.06-0.6 in results/budget/)
-        seconds = pd.to_numeric(done.get("job_cpu_seconds", done["job_wall_seconds"]), errors="coerce").to_numpy(float)
+        wall = pd.to_numeric(done["job_wall_seconds"], errors="coerce").to_numpy(float)
+        cpu = (pd.to_numeric(done["job_cpu_seconds"], errors="coerce").to_numpy(float)
+               if "job_cpu_seconds" in done.columns else np.full(len(done), np.nan))
+        seconds = np.where(np.isnan(cpu), wall, cpu)  # rows without a CPU measurement: their wall seconds
         keep &= ~np.isnan(seconds) & (value > 0)
         return _line(list(zip(value[keep], seconds[keep]))) if keep.any() else None
 

@@ -334,8 +334,9 @@ def score_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float | N
                     edgecolor=colour, linewidth=1.2, label=LABEL_NAMES[value])
     if threshold is not None:
         ax.axvline(threshold, color="k", ls="--", lw=1, label="threshold (chosen on validation)")
-    ax.legend(fontsize=9)
+    legend_outside(ax)
     ax.set(xlabel="anomaly score", ylabel="density", title=title)
+    fig.tight_layout()
     return fig
 
 
@@ -350,7 +351,8 @@ def score_vs_detail(scores: np.ndarray, detail: np.ndarray, labels: np.ndarray,
         ax.scatter(np.asarray(detail)[chosen], np.asarray(scores)[chosen], s=8, alpha=0.5, color=colour,
                    label=LABEL_NAMES[value])
     ax.set(xlabel="fine detail (mean |vertical gradient|)", ylabel="anomaly score", title=title)
-    ax.legend(fontsize=9, markerscale=2)
+    legend_outside(ax, markerscale=2)  # a scatter fills its axes: a legend inside would cover points
+    fig.tight_layout()
     return fig
 
 
@@ -386,7 +388,11 @@ def embedding_scatter(features: np.ndarray, labels, method: str = "tsne", seed: 
         fig, ax = plt.subplots(figsize=(4.8, 4.2))
     sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=hue, s=10, alpha=0.7, linewidth=0, ax=ax)
     ax.set(xticks=[], yticks=[], title=title or f"{projection_name(method)} of embeddings")
-    ax.legend(fontsize=9, markerscale=2)
+    if fig is not None:  # a figure of its own: the legend beside the scatter (in a caller's panel: inside, best place)
+        legend_outside(ax, markerscale=2)
+        fig.tight_layout()
+    else:
+        ax.legend(fontsize=9, markerscale=2)
     return fig if fig is not None else ax.figure
 
 

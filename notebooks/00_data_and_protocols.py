@@ -258,9 +258,9 @@ show_table(protocol_notes.two_test_sets_table(scored), caption="This notebook's 
 # %%
 effect = protocol_notes.masking_effect()
 n_masked = int((~test.medmnist_exact).sum()) if test.medmnist_exact is not None else 0
-effect_csv = save_frame(effect, "00_masking_effect", provenance_columns(cfg, pneumonia))
-show_table(protocol_notes.masking_summary(effect), source=effect_csv, caption="Masking the Kaggle-only test normals: "
-           "committed pneumonia rows per detector (AUROC in %, mean over its rows; change: median and range)")
+# read from the committed rows of notebooks 02-06 (each row in its own CSV), so not saved as a result of this one
+show_table(protocol_notes.masking_summary(effect), caption="Masking the Kaggle-only test normals: committed "
+           "pneumonia rows of results/02-06 per detector (AUROC in %, mean over its rows; change: median and range)")
 say(bullet_list(protocol_notes.masking_sentences(effect, n_masked or None)));
 
 # %% [markdown]

@@ -86,8 +86,9 @@ print(f"device={device}; threads={torch.get_num_threads()}")
 # and 100 steps. Deep GEO uses the 8 flip x rotation transformations (not 72) and 150 steps. BreastMNIST and
 # RetinaMNIST get one seed, DPA without growing and Deep IF only; CIFAR-10 (Table 1) runs one of the ten
 # classes with one seed on reduced splits; the RetinaMNIST anomaly-type curve, UMAP (t-SNE is kept) and the
-# bfloat16 / torch.compile speed options (bfloat16 alone took 134 s for two steps on this CPU) run in the paper
-# profile only. 64 px is used for the training-speed measurement. PIAD (a GAN with a perceptual
+# bfloat16 / torch.compile speed options (bfloat16 autocast is emulated, and slow, on a CPU without native bfloat16)
+# run in the paper profile only. The L1 autoencoder's selection folds train half of its Table 2 steps, and the
+# alternative network's DPA row of Table 2 runs one seed. 64 px is used for the training-speed measurement. PIAD (a GAN with a perceptual
 # loss) is not included: training a GAN pair per seed costs several times DPA's budget, which the cpu profile
 # does not have. The budget study (notebook 08, `results/budget/`) trains longer; its best rows for DPA and an
 # L1 autoencoder stand beside ours in Table 2.
@@ -235,7 +236,7 @@ say(bullet_list(dpa_speed.speed_lines(speed, speed_options)));
 # %% [markdown]
 # ## IV-D · Table 2 on PneumoniaMNIST: DPA with and without progressive growing vs the baselines
 #
-# Methods (3 seeds each in the cpu profile, mean ± std): DPA without and with progressive growing (the authors'
+# Methods (the profile's seeds, mean ± std; a row with one seed says "1 seed"): DPA without and with progressive growing (the authors'
 # NIH defaults: bottleneck 16, widths 16; loss layer at 32 px: Lite0 `stage2_s4`, the stride of VGG19's
 # relu3_2), an autoencoder of the same architecture trained and scored with pixel L1 (L1-AE), **Deep IF**
 # (Isolation Forest on pooled pretrained features) and **Deep GEO** (classifier of geometric transformations),
@@ -290,8 +291,9 @@ say(bullet_list(reading.table2_lines(rows2, paper2, {"DPA (w/o p.g.)": ALT_DPA, 
 # %% [markdown]
 # ### Below chance? What the scores measure
 #
-# An AUROC below 50 % means a detector ranks normal images above pneumonia. Notebook 00 found pneumonia images
-# smoother in every split, so a score that rises with fine image detail ranks them as normal. The measurement
+# An AUROC below 50 % means a detector ranks normal images above pneumonia. The hypothesis
+# (notebook 00 measures it): if pneumonia images are smoother, a score that rises with fine image detail ranks them
+# as normal. The measurement
 # (`adlib.shift.detail_diagnostic`, seed 0 of each method): the AUROC of detail alone, and how each score
 # correlates with detail, overall and within each class.
 

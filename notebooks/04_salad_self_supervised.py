@@ -308,8 +308,9 @@ say(concl.table6_sentence(table6));
 # %% [markdown]
 # ## Why the auto-encoders fall below chance
 #
-# Several pixel-error detectors rank the pneumonia test images *below* the normal ones (AUROC < 50). The reason,
-# measured below and in notebook 00: pneumonia X-rays carry less fine detail (they are smoother) than normal ones. The measurement: each test image's
+# Several pixel-error detectors can rank the pneumonia test images *below* the normal ones (AUROC < 50). A candidate
+# reason, measured below (and in notebook 00): pneumonia X-rays may carry less fine detail (be smoother) than normal
+# ones, which a pixel error rewards. The measurement: each test image's
 # fine detail (mean |vertical gradient|), its AUROC on its own, and the Spearman correlation ρ of each method's
 # score with it (first seed; "SALAD A_I" is the image error of the SALAD model whose feature error A_F is its score).
 

@@ -269,8 +269,9 @@ for method, model in models.items():
 # %% [markdown]
 # ## Below chance: what a pixel-error score measures
 #
-# A row of Table 1 below chance ranks the classes the wrong way round. Notebook 00 found pneumonia images smoother
-# than normal ones in every split, so a score that grows with fine detail ranks them as normal. The measurement:
+# A row of Table 1 below chance ranks the classes the wrong way round. The hypothesis (notebook 00
+# measures it): if pneumonia images are smoother than normal ones, a score that grows with fine detail ranks them as
+# normal. The measurement:
 # fine detail alone as a score (`adlib.shift.fine_detail`), and a pixel error that needs no training
 # (`adlib.shift.linear_pixel_error`: the reconstruction error of a 16-component PCA of the training normals, a
 # linear autoencoder), each image's score against its detail, per class. The sentences are generated from the

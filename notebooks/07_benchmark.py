@@ -278,8 +278,9 @@ shutil.rmtree(folder)  # the temporary folder (images, model directory, scores) 
 # %% [markdown]
 # ## Below chance: what a pixel-error score measures
 #
-# A cell of the grid below chance ranks the classes the wrong way round. Notebook 00 found pneumonia images smoother
-# than normal ones in every split, so a score that grows with fine detail ranks them as normal. The measurement:
+# A cell of the grid below chance ranks the classes the wrong way round. The hypothesis (notebook 00
+# measures it): if pneumonia images are smoother than normal ones, a score that grows with fine detail ranks them as
+# normal. The measurement:
 # fine detail alone as a score (`adlib.shift.fine_detail`), and a pixel error that needs no training
 # (`adlib.shift.linear_pixel_error`: the reconstruction error of a 16-component PCA of the training normals, a
 # linear autoencoder), each image's score against its detail, per class. The sentences are generated from the
@@ -295,7 +296,7 @@ pixel = linear_pixel_error(pn.train, pn.test)
 plots.save_figure(plots.score_vs_detail(pixel, fine_detail(pn.test), pn.test.labels,
                                         title="PCA pixel error vs fine detail (pneumonia-64 test)"),
                   "07_score_vs_detail")
-below = cells.rename(columns={"AUROC_mean": "AUROC"})[["method", "data", "AUROC", "chance"]]
+below = cells.rename(columns={"AUROC_mean": "AUROC"})[["method", "data", "AUROC", "chance"]].dropna(subset=["AUROC"])
 say(bullet_list([verdicts.below_chance_sentence(below, "grid cells (method / data)"),
                  *detail_sentences(detail_diagnostic(pixel, pn.test), "A pixel error with no training (PCA)")]));
 

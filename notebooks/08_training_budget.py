@@ -207,8 +207,8 @@ say(bp.recompute_markdown(rows, plan, relative_to_project(BUDGET_ROWS)));
 # ## Below chance: what a pixel-error score measures
 #
 # A detector below chance ranks the classes the wrong way round; more training is one thing that could change it
-# (the curves above). Notebook 00 found pneumonia images smoother than normal ones in every split, so a score that
-# grows with fine detail ranks them as normal. The measurement: fine detail alone as a score
+# (the curves above). The hypothesis (notebook 00 measures it): if pneumonia images are
+# smoother than normal ones, a score that grows with fine detail ranks them as normal. The measurement: fine detail alone as a score
 # (`adlib.shift.fine_detail`), and a pixel error that needs no training (`adlib.shift.linear_pixel_error`: the
 # reconstruction error of a 16-component PCA of the training normals, a linear autoencoder), each image's score
 # against its detail, per class. The sentences are generated from the measurement and from the study's rows at x1
