@@ -412,8 +412,11 @@ def loss_terms(history, phase: str, title: str = "", mixup_from: int | None = No
                 label="moving average")
         if mixup_from is not None:
             ax.axvline(mixup_from, color="C3", ls=":", lw=1, label="mixup on")
-        ax.legend(fontsize=9)
         ax.set(title=term if term != "baseline" else "L_b (baseline)", xlabel="step", ylabel="loss term")
+    # one legend for every panel, below them: inside a panel it covered a noisy per-step line
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=9, bbox_to_anchor=(0.5, 0.0),
+               frameon=False)
     fig.suptitle(title, y=1.03)
     fig.tight_layout()
     return fig
