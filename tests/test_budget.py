@@ -68,7 +68,8 @@ def test_cpu_ladder_covers_every_trained_detector_of_the_issue():
         assert {r.width_label for r in mine} == ({"cpu"} if "no_wide" in entry else {"cpu", "wide"})
         for width in {r.width_label for r in mine}:
             ladder = sorted({r.multiplier for r in mine if r.width_label == width})
-            assert ladder[0] == 1 and ladder[-1] >= 16, (name, width, ladder)  # issue 20: at least 16x
+            # issue 20: at least 16x at the cpu width; the wide networks to x4 (their cost: the plan's comment)
+            assert ladder[0] == 1 and ladder[-1] >= (16 if width == "cpu" else 4), (name, width, ladder)
             assert all(b == 2 * a for a, b in zip(ladder, ladder[1:]))  # geometric
             top = {r.job.seed for r in mine if r.width_label == width and r.multiplier == ladder[-1]}
             assert top == {0, 1, 2}
