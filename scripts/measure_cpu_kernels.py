@@ -23,6 +23,10 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+MKLDNN_OFF = "_ADLIB_MEASURE_MKLDNN_OFF"  # not a torch variable: this script then runs the rung with oneDNN disabled
+# the rung's module run with torch.backends.mkldnn.enabled = False (convolutions then go through ATen + MKL)
+WITHOUT_MKLDNN = ("import runpy, sys, torch; torch.backends.mkldnn.enabled = False; "
+                  "sys.argv = ['adlib.budget'] + sys.argv[1:]; runpy.run_module('adlib.budget', run_name='__main__')")
 SETTINGS = {
     "this CPU's own choice": {},
     "oneDNN capped at AVX512_CORE (no AMX/VNNI)": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
@@ -30,6 +34,8 @@ SETTINGS = {
     "MKL capped at AVX2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     "ATen + oneDNN + MKL at AVX2 (MKL_CBWR=AVX2)": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
                                                    "MKL_CBWR": "AVX2"},
+    "oneDNN off (torch.backends.mkldnn) + ATen AVX2 + MKL_CBWR=AVX2": {"ATEN_CPU_CAPABILITY": "avx2",
+                                                                       "MKL_CBWR": "AVX2", MKLDNN_OFF: "1"},
     "ATen default + oneDNN SSE4.1 + MKL_CBWR=COMPATIBLE": {"ATEN_CPU_CAPABILITY": "default",
                                                            "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"},
 }
@@ -38,7 +44,8 @@ SETTINGS = {
 def run_setting(env_extra: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         rows = Path(tmp) / "rows.csv"
-        cmd = [sys.executable, "-m", "adlib.budget", "--profile", "cpu", "--datasets", "pneumonia-64", "--widths",
+        launcher = ["-c", WITHOUT_MKLDNN] if env_extra.get(MKLDNN_OFF) else ["-m", "adlib.budget"]
+        cmd = [sys.executable, *launcher, "--profile", "cpu", "--datasets", "pneumonia-64", "--widths",
                "cpu", "--detectors", "AE", "--max-rungs", "1", "--rows", str(rows), "--no-progress"]
         subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env_extra}, check=True, capture_output=True, text=True)
         row = pd.read_csv(rows).iloc[0]
