@@ -242,9 +242,13 @@ def _why_not_above_chance(line) -> str:
     """What the curve says about a detector that does not leave chance at its best budget (generated)."""
     trend = line["trend"]
     if trend in ("still climbs", "rises within noise", "one rung only"):
-        return (f"Its curve {'still rises' if trend != 'one rung only' else 'has one rung'} at "
-                f"x{int(line['_step']['upper'])}: a budget effect cannot be ruled out until the rungs above it "
-                f"(planned up to x{int(line['planned_top'])}) are measured.")
+        upper, top = int(line["_step"]["upper"]), int(line["planned_top"])
+        shape = "still rises" if trend != "one rung only" else "has one rung"
+        if upper >= top:
+            return (f"Its curve {shape} at x{upper}, the top of its planned ladder: a budget effect cannot be ruled "
+                    f"out without rungs beyond x{top}.")
+        return (f"Its curve {shape} at x{upper}: a budget effect cannot be ruled out until the rungs above it "
+                f"(planned up to x{top}) are measured.")
     return ("More training did not move it (its last doubling: " + trend + "): at this width and resolution the "
             "budget is not what holds it back.")
 
@@ -313,7 +317,7 @@ def rerun_check(rerun: pd.DataFrame, rows: pd.DataFrame, tolerance: float) -> tu
     multiplier, seed, dataset key and detector options): the test and validation AUROC of both and whether they
     agree within ``tolerance``; with a generated sentence."""
     keys = ["method", "width_label", "budget_multiplier", "seed", "data"]
-    lines = []
+    lines, matched = [], []
     for _, row in rerun.iterrows():
         match = rows.copy()
         for k in keys:
@@ -321,6 +325,8 @@ def rerun_check(rerun: pd.DataFrame, rows: pd.DataFrame, tolerance: float) -> tu
         if len(match):
             match = match[[json.loads(k) == json.loads(row["detector_kwargs"]) for k in match["detector_kwargs"]]]
         old = match.iloc[0] if len(match) else None
+        if old is not None:
+            matched.append(old)
         line = dict(method=row["method"], rung=f"x{int(row['budget_multiplier'])}", data=row["data"],
                     seed=int(row["seed"]), rerun_test=row["AUROC"], rerun_val=row["val_AUROC"],
                     committed_test=old["AUROC"] if old is not None else np.nan,
@@ -342,9 +348,30 @@ def rerun_check(rerun: pd.DataFrame, rows: pd.DataFrame, tolerance: float) -> tu
     if len(off):
         text += (" **Not reproduced**: " + "; ".join(f"{r.method} {r.rung} ({100 * r.difference:+.2f} points)"
                                                    for r in off.itertuples())
-                 + ": the code or the data changed since those rows were written (compare the rows' git_commit and "
-                   "data_sha256 with this run's), or the thread count or device differs.")
+                 + ": " + _why_not_reproduced(pd.DataFrame(matched)))
     return frame, text
+
+
+def _why_not_reproduced(rows: pd.DataFrame) -> str:
+    """The possible causes of a re-trained rung that differs, naming the CPU kind when it is known to differ."""
+    from .provenance import cpu_kind
+
+    mine = cpu_kind()
+    recorded = set(rows["cpu_model"].dropna().astype(str)) - {""} if "cpu_model" in rows.columns else set()
+    if "cpu_isa" in rows.columns:
+        isas = set(rows["cpu_isa"].dropna().astype(str)) - {""}
+    else:
+        isas = set()
+    if not recorded:
+        cpu = ("the committed rows do not record their CPU (written before the cpu_model column), and another CPU "
+               "kind picks other kernels (README, 'What a re-run reproduces')")
+    elif recorded == {mine["cpu_model"]} and (not isas or isas == {mine["cpu_isa"]}):
+        cpu = "the CPU kind is the same as this machine's, so it is not the cause"
+    else:
+        cpu = (f"the committed rows were trained on {', '.join(sorted(recorded))}, this run on {mine['cpu_model']} "
+               f"({mine['cpu_isa']}): another CPU kind picks other kernels (README, 'What a re-run reproduces')")
+    return ("the code or the data changed since those rows were written (compare the rows' git_commit and "
+            f"data_sha256 with this run's), or the thread count, device or CPU kind differs; {cpu}.")
 
 
 # ---- what is left -----------------------------------------------------------------------------------------------

@@ -325,7 +325,7 @@ def score_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float | N
     """Score densities of normal and anomalous images (shared bins) and, when given, the validation threshold.
     Each artist carries its own legend label, so the legend cannot pair a name with the wrong artist."""
     labels, scores = np.asarray(labels).reshape(-1), np.asarray(scores, dtype=np.float64).reshape(-1)
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))  # wide enough that the legend beside it leaves the axes their width
     bins = np.histogram_bin_edges(scores, bins=40)
     for colour, value in zip(sns.color_palette(n_colors=2), (0, 1)):
         chosen = scores[labels == value]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -39,7 +40,25 @@ def device_name(device: torch.device | str | None = None) -> str:
     return f"cpu ({platform.machine()})"
 
 
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_kind() -> dict[str, str]:
+    """The CPU's model name and the vector width torch's own kernels use on it. Results are bit-identical only on
+    the same CPU kind: another kind picks other kernels (README, "What a re-run reproduces")."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    model = found.group(1).strip() if found else (platform.processor() or "unknown")
+    # a model name such as "Intel(R) Xeon(R) Processor" covers several generations: the instruction sets that
+    # choose oneDNN's and MKL's kernels tell them apart
+    found = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    flags = set(found.group(1).split()) if found else set()
+    isa = " ".join(f for f in ISA_FLAGS if f in flags) or "unknown"
+    return {"cpu_model": model, "cpu_isa": isa, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def run_provenance(device: torch.device | str | None = None) -> dict:
     """Columns describing the code and machine of a run (the same for every row of a notebook run)."""
     return {"git_commit": git_commit(), "device": device_name(device), "threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+            "torch": torch.__version__, **cpu_kind()}

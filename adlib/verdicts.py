@@ -267,7 +267,9 @@ def compare(a_rows: pd.DataFrame | pd.Series, b_rows: pd.DataFrame | pd.Series, 
         return Comparison(a, b, "not comparable", f"neither is above chance ({a.name} {_chance_of(a)}, {b.name} "
                                                   f"{_chance_of(b)}): neither detects, so neither is better")
     difference, spread = a.mean - b.mean, a.seed_std + b.seed_std
-    numbers = f"difference {difference * 100:+.1f} points, seed spread {spread * 100:.1f}"
+    numbers = (f"difference {difference * 100:+.1f} points, seed spread {spread * 100:.1f}"
+               if min(a.n_seeds, b.n_seeds) >= 2 else
+               f"difference {difference * 100:+.1f} points (one seed: no seed spread to measure)")
     if abs(difference) <= spread:
         return Comparison(a, b, "tie", f"{numbers}: the difference is within the seeds' spread")
     if a.has_ci and b.has_ci:

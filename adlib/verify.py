@@ -36,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io import atomic_write_text
+from .provenance import cpu_kind
 from .paths import PROJECT_ROOT
 
 # Columns that identify a row. A table's key is every one of these it has (checked to be unique; duplicates are
@@ -48,7 +49,8 @@ KEY_COLUMNS = (
     "bf16_autocast", "compiled", "n_anomalies", "n_types", "repeat", "head", "width_label", "budget_multiplier",
 )
 # Provenance: who/where/with what, not the result.
-PROVENANCE_COLUMNS = {"git_commit", "device", "threads", "torch", "python", "machine", "config_sha256", "finished_at"}
+PROVENANCE_COLUMNS = {"git_commit", "device", "threads", "torch", "python", "machine", "config_sha256", "finished_at",
+                      "cpu_model", "cpu_isa", "torch_cpu_capability"}
 # Cost columns (wall time, speed, memory) differ from run to run by nature.
 COST_NAMES = {"seconds", "per_s", "search_s_per_image", "vs default", "load_average", "peak_memory_MB",
               "added_memory_MB", "loop overhead %", "cpu_share", "CPU h", "wall h"}
@@ -273,9 +275,41 @@ def compare_folders(committed_dir: str | Path, fresh_dir: str | Path, only: list
 
 # ---- the report --------------------------------------------------------------------------------------------
 
+KIND_COLUMNS = ("cpu_model", "cpu_isa", "torch_cpu_capability")
+
+
+def committed_cpu_kinds(committed_dir: str | Path) -> set[tuple[str, ...]]:
+    """(cpu_model, cpu_isa, torch_cpu_capability) recorded in the committed tables (rows older than those columns
+    record none)."""
+    kinds = set()
+    for path in sorted(Path(committed_dir).glob("*.csv")):
+        frame = read_table(path)
+        if set(KIND_COLUMNS) <= set(frame.columns):
+            recorded = frame[list(KIND_COLUMNS)].astype(str)
+            recorded = recorded[(recorded != "").all(axis=1) & (recorded != "nan").all(axis=1)]
+            kinds |= {tuple(kind) for kind in recorded.drop_duplicates().itertuples(index=False)}
+    return kinds
+
+
+def cpu_kind_note(committed_dir: str | Path) -> str:
+    """One line: on which CPU kind(s) the committed numbers were computed, and whether this one is the same."""
+    mine = cpu_kind()
+    here = f"{mine['cpu_model']} ({mine['cpu_isa']}; torch {mine['torch_cpu_capability']})"
+    kinds = committed_cpu_kinds(committed_dir)
+    if not kinds:
+        return (f"CPU kind: this machine is {here}; the committed tables do not record theirs (produced before the "
+                f"cpu_model column), so exact agreement is promised only if it was the same kind")
+    listed = "; ".join(f"{model} ({isa}; torch {capability})" for model, isa, capability in sorted(kinds))
+    if kinds == {tuple(mine[c] for c in KIND_COLUMNS)}:
+        return f"CPU kind: the committed tables were computed on {listed}, the same kind as this machine: exact agreement expected"
+    return (f"CPU kind: the committed tables were computed on {listed}; this machine is {here}: another kind picks "
+            f"other kernels, so differences are expected (README, 'What a re-run reproduces')")
+
+
 def print_report(comparisons: list[TableComparison], committed_dir, fresh_dir, file=None) -> None:
     file = file or sys.stdout
     print(f"Reproduction report: committed {committed_dir} vs fresh {fresh_dir}", file=file)
+    print(cpu_kind_note(committed_dir), file=file)
     for comparison in comparisons:
         print(comparison.describe(), file=file)
     failed = [c for c in comparisons if not c.ok]
@@ -323,6 +357,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} .ok{{color:#060}}
 <h1>Reproduction report</h1>
 <p>Committed tables: <code>{esc(str(committed_dir))}</code><br>Fresh run: <code>{esc(str(fresh_dir))}</code></p>
 <p class="{'ok' if not failed else 'bad'}">{esc(verdict)}</p>
+<p>{esc(cpu_kind_note(committed_dir))}</p>
 <p>Rows are matched on their key columns; provenance and cost columns (git commit, device, threads, seconds,
 images/s, memory) are not compared. Tolerance: absolute difference per value.</p>
 <h2>Per table</h2>

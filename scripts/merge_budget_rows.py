@@ -4,8 +4,8 @@
 their own `--rows FILE`, started from a copy of the committed file so that they skip the rungs already done. This
 script appends to the committed file every row of those files whose `job_key` it does not hold yet (the first
 one wins when two runners trained the same rung), atomically. With `--stamp-machine COMMIT` it also records, for
-every row produced at that commit that has no `cpu_model` yet, the CPU of THIS machine (`cpu_model`,
-`torch_cpu_capability`): use it only on the machine that ran those rows, since results differ between CPU kinds
+every row produced at that commit that has no `cpu_model` yet, the CPU of THIS machine (`cpu_model`, `cpu_isa`,
+`torch_cpu_capability`, as `adlib.provenance.cpu_kind` gives them; rows trained since record them themselves): use it only on the machine that ran those rows, since results differ between CPU kinds
 (README, "What a re-run reproduces").
 
     python scripts/merge_budget_rows.py /tmp/rows_b.csv /tmp/rows_c.csv --stamp-machine 5ea187572fc5
@@ -13,7 +13,6 @@ every row produced at that commit that has no `cpu_model` yet, the CPU of THIS m
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -22,12 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "results" / "budget" / "budget_rows.csv"
 
 
-def this_cpu() -> tuple[str, str]:
-    import torch
+def this_cpu() -> dict[str, str]:
+    from adlib.provenance import cpu_kind
 
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    return (found.group(1).strip() if found else "unknown"), torch.backends.cpu.get_cpu_capability()
+    return cpu_kind()
 
 
 def main(argv=None) -> int:
@@ -49,14 +46,14 @@ def main(argv=None) -> int:
         target = pd.concat([target, new], ignore_index=True, sort=False)
         print(f"{source}: {len(new)} new row(s) of {len(rows)}")
     if args.stamp_machine:
-        model, capability = this_cpu()
-        for column in ("cpu_model", "torch_cpu_capability"):
+        kind = this_cpu()
+        for column in kind:
             if column not in target:
                 target[column] = pd.Series([None] * len(target), dtype="object")
         mine = target["git_commit"].astype(str).str.startswith(args.stamp_machine[:12]) & target["cpu_model"].isna()
-        target.loc[mine, "cpu_model"] = model
-        target.loc[mine, "torch_cpu_capability"] = capability
-        print(f"stamped {int(mine.sum())} row(s) of {args.stamp_machine[:12]} with '{model}', {capability}")
+        for column, value in kind.items():
+            target.loc[mine, column] = value
+        print(f"stamped {int(mine.sum())} row(s) of {args.stamp_machine[:12]} with {kind}")
     tmp = args.target.with_suffix(".csv.tmp")
     target.to_csv(tmp, index=False)
     tmp.replace(args.target)

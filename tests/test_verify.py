@@ -342,3 +342,25 @@ def test_cost_columns_of_the_committed_tables_are_not_compared():
                    "finished_at", "python"):
         assert verify.is_ignored(column), column
     assert not verify.is_ignored("AUROC") and not verify.is_ignored("test AUROC at x1 (cpu budget)")
+
+
+def test_the_report_names_the_cpu_kind_of_the_committed_tables(tmp_path):
+    """Exactness is promised on the same CPU kind only: the report says whether the committed tables were computed
+    on this machine's kind, on another, or record none (rows older than the cpu_model column)."""
+    from adlib.provenance import cpu_kind, run_provenance
+
+    mine = cpu_kind()
+    assert {"cpu_model", "cpu_isa", "torch_cpu_capability"} <= set(run_provenance())
+    assert mine["torch_cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "NEON", "SVE256"} \
+        or mine["torch_cpu_capability"]
+    write(tmp_path / "none", "00_table.csv", ROWS)
+    assert "do not record theirs" in verify.cpu_kind_note(tmp_path / "none")
+    write(tmp_path / "same", "00_table.csv", ROWS.assign(**mine))
+    assert "the same kind as this machine: exact agreement expected" in verify.cpu_kind_note(tmp_path / "same")
+    write(tmp_path / "other", "00_table.csv", ROWS.assign(**{**mine, "cpu_isa": "avx2 fma"}))
+    note = verify.cpu_kind_note(tmp_path / "other")
+    assert "differences are expected" in note and "avx2 fma;" in note
+    # the CPU columns are provenance: a fresh run on another kind is compared on its numbers only
+    result = compare(tmp_path / "cmp", ROWS.assign(**mine), ROWS.assign(cpu_model="other", cpu_isa="x",
+                                                                       torch_cpu_capability="DEFAULT"))
+    assert result.ok, result.describe()

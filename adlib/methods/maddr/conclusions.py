@@ -67,7 +67,8 @@ def table1_reading(t1: pd.DataFrame, dataset: str, methods, budget: pd.DataFrame
 def _mark_degenerate(table: pd.DataFrame) -> pd.DataFrame:
     if "F1" in table.columns:
         flag = "degenerate threshold: F1 not a result"
-        table["note"] = [f"{n}; {flag}" if f == "—" and n else (flag if f == "—" else n)
+        # reading_table already flags the rows whose own threshold was degenerate; add it only where missing
+        table["note"] = [n if f != "—" or "degenerate threshold" in str(n) else (f"{n}; {flag}" if n else flag)
                          for n, f in zip(table["note"], table["F1"])]
     return table
 
