@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import re
 import shutil
-import subprocess
 from importlib import metadata
 from pathlib import Path
 
@@ -33,25 +32,18 @@ AUROC_COLUMNS = ("AUROC",)  # the test AUROC of a row (summary tables carry AURO
 
 def machine_record() -> dict:
     """What the fresh run's numbers may depend on beyond the code: the CPU and the numerical libraries."""
-    import torch
+    from adlib.provenance import cpu_kind
 
-    model, flags = "unknown", []
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        text = cpuinfo.read_text()
-        found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-        model = found.group(1).strip() if found else model
-        found = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
-        flags = sorted(f for f in (found.group(1).split() if found else []) if f.startswith(("avx", "amx", "fma")))
+    kind = cpu_kind()
     versions = {}
     for package in ("torch", "numpy", "scipy", "scikit-learn", "pandas", "pillow", "medmnist"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    return {"cpu_model": model, "cpu_flags": flags, "cores": __import__("os").cpu_count(),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "platform": platform.platform(), "versions": versions}
+    return {"cpu_model": kind["cpu_model"], "cpu_flags": kind["cpu_isa"].split(), "cores": os.cpu_count(),
+            "torch_cpu_capability": kind["torch_cpu_capability"], "platform": platform.platform(),
+            "versions": versions}
 
 
 def auroc_moves(cells: pd.DataFrame) -> pd.DataFrame:
@@ -133,9 +125,6 @@ def readme_block(overall: dict, machine: dict, out: Path, wall: str | None) -> s
 
 def same_kind_block(overall: dict, out: Path, wall: str | None, clone: str) -> str:
     """The README block of a verify run on the CPU kind the committed tables record (generated)."""
-    import sys
-
-    sys.path.insert(0, str(ROOT))
     from adlib.provenance import cpu_kind
     from adlib.verify import committed_cpu_kinds
 

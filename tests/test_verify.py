@@ -354,8 +354,6 @@ def test_the_report_names_the_cpu_kind_of_the_committed_tables(tmp_path):
 
     mine = cpu_kind()
     assert {"cpu_model", "cpu_isa", "torch_cpu_capability"} <= set(run_provenance())
-    assert mine["torch_cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "NEON", "SVE256"} \
-        or mine["torch_cpu_capability"]
     write(tmp_path / "none", "00_table.csv", ROWS)
     assert "do not record theirs" in verify.cpu_kind_note(tmp_path / "none")
     write(tmp_path / "same", "00_table.csv", ROWS.assign(**mine))
