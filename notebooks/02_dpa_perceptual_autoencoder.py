@@ -78,8 +78,8 @@ print(f"device={device}; threads={torch.get_num_threads()}")
 # **What the cpu profile cuts (20 minutes on 2 cores).** One DPA training step at 64 px with a batch of 128
 # takes several seconds on this CPU (measured below), so the paper's schedule (thousands of steps at 64-128 px) is
 # out of reach. The cpu profile therefore runs everything at **32 px** (the PneumoniaMNIST 64 px rebuilt file,
-# downsampled; progressive growing 8 -> 16 -> 32 px) and trains DPA for at most 150 steps of batch 32 at the
-# final size (about four epochs of the 1,214 normals; far from the paper's convergence); thresholds use a
+# downsampled; progressive growing 8 -> 16 -> 32 px) and trains DPA for at most 300 steps of batch 32 at the
+# final size (the L1 autoencoder's budget; about eight epochs of the 1,214 normals; far from the paper's convergence); thresholds use a
 # seeded 200-image subset of the validation split (the test split is complete). The weakly-supervised search
 # uses 450 of the normals for its 3 folds, a 2 x 2 grid (bottleneck 4/16, loss layer Lite0 `stage1_s2`/`stage2_s4`,
 # the strides of relu2_2/relu3_2), 50 steps per fold model and a pool of 48 validation anomalies; the ablation rows (4)-(10) use one seed

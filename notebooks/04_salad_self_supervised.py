@@ -400,8 +400,8 @@ say(*concl.discussion(rows1, ab, rows1b));
 # I's second half runs on RetinaMNIST (fundus photographs) and BreastMNIST (ultrasound), and the ablations on
 # PneumoniaMNIST - a harder task for every method in the paper itself. The paper does not say how it chose its
 # model or threshold; we choose both on the validation split only, for every method. The paper does not say
-# whether its baselines were rerun; we rerun all of them on the same data (in the cpu profile the cheap
-# auto-encoders get more steps than SALAD, because their budget curves still climb: see the profile line above).
+# whether its baselines were rerun; we rerun all of them on the same data (in the cpu profile SALAD and the
+# cheap auto-encoders get the most steps, because their budget curves climb most: see the profile line above).
 # Choices the paper leaves open are listed in the method section and in `adlib.methods.salad`.
 
 # %% [markdown]

@@ -325,7 +325,7 @@ show_table(timing, caption="Timing", source=timing_csv);
 # profile restores the authors' setting): 128 px input instead of 256 px (4x fewer CNN operations; the
 # PneumoniaMNIST file itself is 128 px), with a stride-16 and a stride-32 stage for an 8 x 8 patch grid; the
 # authors' 500 training normals but a 25 % instead of 50 % coreset; 12 instead of 100 discriminator epochs with
-# a 256-wide hidden layer; SimpleNet trained on the coreset bank; CutPaste fine-tuned for 100 steps at 64 px
+# a 256-wide hidden layer; SimpleNet trained on the coreset bank; CutPaste fine-tuned for 200 steps at 64 px
 # with frozen early stages; one shared normal subset and coreset for the three seeds; BreastMNIST and
 # RetinaMNIST with K = 16 only and SimpleNet with fewer seeds there; the random-weights comparison on a
 # subset. **Cut to keep the notebook within 20 minutes** (the configuration's comments give the measured costs):
