@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import verdicts
-from .notebook import best_budget_rows, bullet_list, reading_table
+from .notebook import best_budget_rows, bullet_list, device_note, reading_table
 
 FAMILIES = {"autoencoders": ("AE", "AE (L1)", "VAE", "SSIM-AE", "MemAE", "DPA"),
             "GANs": ("f-AnoGAN", "GANomaly", "Skip-GANomaly", "CCB-AAE", "EGBAD", "AnoGAN"),
@@ -47,9 +47,17 @@ def usable(rows: pd.DataFrame, dataset: str, width: str | None = None) -> pd.Dat
     return rows[keep]
 
 
-def rung_label(multiplier, width: str, knob: str, value) -> str:
-    """The label `adlib.notebook.best_budget_rows` gives a rung, e.g. 'budget x4 (cpu width, steps 600)'."""
-    return f"budget x{int(multiplier)} ({width} width, {knob} {float(value):g})"
+def rung_label(multiplier, width: str, knob: str, value, device=None) -> str:
+    """The label `adlib.notebook.best_budget_rows` gives a rung, e.g. 'budget x4 (cpu width, steps 600)' (with the
+    device when it was not the CPU: 'budget x16 (wide width, steps 2400, NVIDIA H200)')."""
+    return f"budget x{int(multiplier)} ({width} width, {knob} {float(value):g}{device_note(device)})"
+
+
+def on_cpu(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows trained on a CPU (the cost figures and CPU hours are theirs; GPU rows are counted apart)."""
+    if rows.empty or "device" not in rows.columns:
+        return rows
+    return rows[rows["device"].astype(str).str.startswith("cpu")]
 
 
 def with_budget_labels(rows: pd.DataFrame) -> pd.DataFrame:
@@ -58,8 +66,9 @@ def with_budget_labels(rows: pd.DataFrame) -> pd.DataFrame:
     rows of the variants 'default' / 'unsupervised' only)."""
     if rows.empty:
         return rows
-    labels = [rung_label(m, w, k, v) for m, w, k, v in
-              zip(rows["budget_multiplier"], rows["width_label"], rows["budget_knob"], rows["budget_value"])]
+    devices = rows["device"] if "device" in rows.columns else [None] * len(rows)
+    labels = [rung_label(m, w, k, v, d) for m, w, k, v, d in
+              zip(rows["budget_multiplier"], rows["width_label"], rows["budget_knob"], rows["budget_value"], devices)]
     return rows.assign(budget=labels, variant=labels)
 
 
@@ -287,14 +296,20 @@ def budget_table(rows: pd.DataFrame, paper: pd.DataFrame, dataset: str = "pneumo
     labels = best.groupby("method", sort=False).agg(best_budget=("budget", "first"),
                                                     val_at_best=("val_AUROC", "mean")).reset_index()
     labels["val_at_best"] = (labels["val_at_best"] * 100).round(1)
-    cost = ok.groupby("method", sort=False).agg(rungs=("seed", "size"), cpu_h=("job_cpu_seconds", "sum"),
-                                                wall_h=("job_wall_seconds", "sum")).reset_index()
-    for column in ("cpu_h", "wall_h"):  # two significant digits: a few seconds are 0.0026 h, not 0.0
-        cost[column] = [_significant(v / 3600) for v in cost[column]]
+    cpu = on_cpu(ok)
+    gpu = ok.drop(index=cpu.index)
+    cost = ok.groupby("method", sort=False).agg(rungs=("seed", "size")).reset_index()
+    cost = cost.merge(cpu.groupby("method").agg(cpu_h=("job_cpu_seconds", "sum"), wall_h=("job_wall_seconds", "sum"))
+                      .reset_index(), on="method", how="left")
+    cost = cost.merge(gpu.groupby("method").agg(gpu_h=("job_wall_seconds", "sum")).reset_index(), on="method",
+                      how="left")
+    for column in ("cpu_h", "wall_h", "gpu_h"):  # two significant digits: a few seconds are 0.0026 h, not 0.0
+        cost[column] = [_significant(v / 3600) if v == v else "—" for v in cost[column]]
     table = (labels.merge(at_x1[["method", "test AUROC at x1 (cpu budget)"]], on="method", how="left")
              .merge(at_best, on="method", how="left").merge(cost, on="method", how="left"))
     table = table.rename(columns={"best_budget": "best budget (by validation)", "val_at_best": "val AUROC at best",
-                                  "rungs": "rows", "cpu_h": "CPU h", "wall_h": "wall h"})
+                                  "rungs": "rows", "cpu_h": "CPU h", "wall_h": "wall h",
+                                  "gpu_h": "GPU wall h"})
     order = {m: i for i, m in enumerate(m for members in FAMILIES.values() for m in members)}
     table = table.sort_values("method", key=lambda s: s.map(order).fillna(99), ignore_index=True)
     first = ["method", "test AUROC at x1 (cpu budget)", "best budget (by validation)", "test AUROC at best",
@@ -383,8 +398,11 @@ def remaining_plan(rows: pd.DataFrame, study: dict, profile: str = "cpu") -> pd.
     from .budget import build_ladder, estimate_seconds
 
     rungs = build_ladder(study, profile)
-    done = set(rows["job_key"]) if "job_key" in rows.columns else set()
-    todo = [r for r in rungs if r.key not in done]
+    # a rung is done when any profile's rows hold it (the wide networks' rungs ran in the paper profile, on a GPU)
+    done = set(zip(rows["method"], rows["width_label"], rows["data"], rows["budget_multiplier"].astype(int),
+                   rows["seed"].astype(int))) if len(rows) else set()
+    todo = [r for r in rungs if (r.job.method, r.width_label, r.job.data_key, r.multiplier, r.job.seed) not in done]
+    rows = on_cpu(rows)  # the estimates scale CPU seconds
     slim = rows[["method", "width_label", "data", "budget_value", "job_wall_seconds", "job_cpu_seconds"]] \
         if len(rows) else pd.DataFrame(columns=["method", "width_label", "data", "budget_value", "job_wall_seconds",
                                                 "job_cpu_seconds"])
@@ -424,8 +442,17 @@ def missing_sentences(rows: pd.DataFrame, study: dict, plan: pd.DataFrame, datas
 
 def recompute_markdown(rows: pd.DataFrame, plan: pd.DataFrame, rows_file: str) -> str:
     """How to recompute the long rungs and how long they take, from the committed rows' seconds and the plan."""
+    gpu = rows.drop(index=on_cpu(rows).index)
+    rows = on_cpu(rows)
     wall, cpu = rows["job_wall_seconds"].sum() / 3600, rows["job_cpu_seconds"].sum() / 3600
     longest = rows.loc[rows["job_wall_seconds"].idxmax()]
+    gpu_text = ""
+    if len(gpu):
+        gpu_text = (f"\n\n**On a GPU** ({', '.join(sorted(set(gpu['device'].astype(str))))}, profile "
+                    f"{', '.join(sorted(set(gpu['profile'].astype(str))))}): {len(gpu)} more rows, "
+                    f"{gpu['job_wall_seconds'].sum() / 3600:.2f} h of wall time summed over parallel runners, one "
+                    "per detector (`scripts/budget_parallel.sh --profile paper --widths wide`, rows merged into "
+                    "results/paper/budget/budget_rows.csv).")
     per = plan.groupby(["width", "data"], sort=False)[["est_wall_s", "est_cpu_s"]].sum().div(3600).round(1)
     table = bullet_list(f"{w} width, {d}: {int((plan['width'] == w).mul(plan['data'] == d).sum())} rungs, "
                         f"~{r.est_wall_s:.1f} h wall (~{r.est_cpu_s:.1f} h on an idle core)"
@@ -434,7 +461,8 @@ def recompute_markdown(rows: pd.DataFrame, plan: pd.DataFrame, rows_file: str) -
         f"**Measured so far**: {len(rows)} rows in `{rows_file}`, {wall:.2f} h of wall time and {cpu:.2f} h of CPU "
         f"in all; the longest rung, {longest['method']} x{int(longest['budget_multiplier'])}, took "
         f"{longest['job_wall_seconds']:.0f} s of wall time for {longest['job_cpu_seconds']:.0f} s of CPU (a CPU "
-        f"share of {longest['job_cpu_seconds'] / longest['job_wall_seconds']:.2f}: the machine was shared).",
+        f"share of {longest['job_cpu_seconds'] / longest['job_wall_seconds']:.2f}: the machine was shared)."
+        + gpu_text,
         "**To recompute or extend the ladder** (one process, one thread, resumable: a rung whose row is there is "
         "skipped; rows are appended as they finish):\n\n"
         "    python -m adlib.budget --profile cpu --dry-run     # the plan with estimated hours\n"
@@ -506,7 +534,7 @@ def cost_figure(rows: pd.DataFrame, dataset: str = "pneumonia") -> plt.Figure:
     own colour, marker and line style (`plots.series_styles`), and the legend's long handles show the dashes."""
     from .plots import series_styles
 
-    curves = curve_frame(usable(rows, dataset))
+    curves = curve_frame(usable(on_cpu(rows), dataset))
     fig, ax = plt.subplots(figsize=(9.5, 5.0))
     order = [m for members in FAMILIES.values() for m in members if len(curves) and m in set(curves["method"])]
     styles = series_styles(order)
@@ -564,7 +592,8 @@ def discussion(summary: pd.DataFrame, rows: pd.DataFrame, claims, dataset: str =
     curves still rise or are flat where the ladder stops, and whether a paper order changes verdict between the
     cpu budget (x1) and the best budget."""
     def names(mask) -> str:
-        picked = summary.loc[mask, "method"].tolist()
+        picked = [m if w == "cpu" else f"{m} ({w})" for m, w in summary.loc[mask, ["method", "width"]].itertuples(
+            index=False)]
         return ", ".join(picked) if picked else "none"
 
     status = summary["chance_at_best"]

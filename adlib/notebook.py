@@ -370,14 +370,30 @@ def bullet_list(lines) -> str:
 # the budget study's rows (results/budget/)
 # ----------------------------------------------------------------------------------------------------------------
 BUDGET_ROWS = PROJECT_ROOT / "results" / "budget" / "budget_rows.csv"
+# the same study run in the paper profile, on a GPU (scripts/budget_parallel.sh): the wide networks' ladder
+PAPER_BUDGET_ROWS = PROJECT_ROOT / "results" / "paper" / "budget" / "budget_rows.csv"
+RUNG_COLUMNS = ["method", "dataset", "width_label", "budget_multiplier", "seed"]
 
 
 def budget_rows(path: str | Path | None = None) -> pd.DataFrame:
-    """The committed budget-study rows (empty when none were committed)."""
-    path = Path(path) if path is not None else BUDGET_ROWS
-    if not path.exists():
+    """The committed budget-study rows (empty when none were committed): those of ``path``, or by default the cpu
+    profile's (results/budget/) and the paper profile's (results/paper/budget/, trained on a GPU) together; each
+    row's ``device`` says where it ran. A rung in both files keeps its cpu-profile row."""
+    paths = [Path(path)] if path is not None else [BUDGET_ROWS, PAPER_BUDGET_ROWS]
+    frames = [pd.read_csv(p, low_memory=False) for p in paths if p.exists()]
+    if not frames:
         return pd.DataFrame()
-    return pd.read_csv(path)
+    rows = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
+    if len(frames) > 1 and set(RUNG_COLUMNS) <= set(rows.columns):
+        rows = rows.drop_duplicates(RUNG_COLUMNS, keep="first", ignore_index=True)
+    return rows
+
+
+def device_note(device) -> str:
+    """'' for a row trained on the CPU, else ', <device>' (e.g. ', NVIDIA H200'): a rung's label says where it
+    ran when that was not the CPU."""
+    text = str(device) if device is not None and not pd.isna(device) else ""
+    return "" if not text or text.startswith("cpu") else f", {text}"
 
 
 def best_budget_rows(method: str, dataset: str, rows: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -394,5 +410,6 @@ def best_budget_rows(method: str, dataset: str, rows: pd.DataFrame | None = None
     rung = mine.groupby(["width_label", "budget_multiplier"])["val_AUROC"].mean().idxmax()
     best = mine[(mine["width_label"] == rung[0]) & (mine["budget_multiplier"] == rung[1])]
     knob, value = best["budget_knob"].iloc[0], best["budget_value"].iloc[0]
-    label = f"budget x{int(rung[1])} ({rung[0]} width, {knob} {value:g})"
+    device = best["device"].iloc[0] if "device" in best.columns else None
+    label = f"budget x{int(rung[1])} ({rung[0]} width, {knob} {value:g}{device_note(device)})"
     return best.assign(budget=label, variant=label)

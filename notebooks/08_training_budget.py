@@ -23,7 +23,9 @@
 # number, and what the ladder cost.
 #
 # **What runs here.** The long rungs are hours of CPU: they run in the background, one process, resumable, and
-# their rows are committed under `results/budget/`. This notebook trains only the cheapest rungs itself, with the
+# their rows are committed under `results/budget/`. The wide networks' ladder (about 25 core-hours per dataset) ran
+# on a GPU in the paper profile, one runner per detector (`scripts/budget_parallel.sh`); those rows are under
+# `results/paper/budget/` and every table and label below names the device of a GPU row. This notebook trains only the cheapest rungs itself, with the
 # study's own functions (`adlib.budget.build_ladder`, `run_rung`), to show the code path and to check that they
 # reproduce the committed rows; it never writes into `results/budget/`.
 #
@@ -46,7 +48,8 @@ from adlib import budget_plots as bp
 from adlib.benchmark import ConfigRef
 from adlib.config import load_run_config
 from adlib.experiment import provenance_columns
-from adlib.notebook import BUDGET_ROWS, best_budget_rows, budget_rows, bullet_list, say, show_table
+from adlib.notebook import (BUDGET_ROWS, PAPER_BUDGET_ROWS, best_budget_rows, budget_rows, bullet_list, say,
+                             show_table)
 from adlib.paths import figures_dir, relative_to_project, results_dir
 from adlib.results import save_frame
 
@@ -64,7 +67,8 @@ values = cfg.as_dict()
 study = budget.study_values("cpu")  # the committed ladder is the cpu profile's, whatever profile runs here
 reading, rerun_cfg = values["reading"], values["rerun"]
 DATASET, DATA_KEY = reading["dataset"], reading["data"]
-print(f"profile {PROFILE}: reads the {DATASET} rows of {relative_to_project(BUDGET_ROWS)}; re-trains "
+print(f"profile {PROFILE}: reads the {DATASET} rows of {relative_to_project(BUDGET_ROWS)} and "
+      f"{relative_to_project(PAPER_BUDGET_ROWS)}; re-trains "
       f"{', '.join(rerun_cfg['detectors'])} at {', '.join(f'x{m}' for m in rerun_cfg['multipliers'])} on "
       f"{rerun_cfg['data']} ({rerun_cfg['width']} width, seed {values['seed']}, {values['threads']} thread)")
 
@@ -80,7 +84,7 @@ print(f"profile {PROFILE}: reads the {DATASET} rows of {relative_to_project(BUDG
 # %%
 rows = budget_rows()
 ok = bp.usable(rows, DATASET)
-provenance = rows.groupby(["data", "data_source", "data_sha256", "n_val", "n_test", "profile", "threads",
+provenance = rows.groupby(["data", "data_source", "data_sha256", "n_val", "n_test", "profile", "device", "threads",
                            "git_commit", "torch"], dropna=False).size().rename("rows").reset_index()
 print(f"{len(rows)} rows, {len(ok)} finished on {DATASET}; {rows['method'].nunique()} detectors; widths "
       f"{sorted(rows['width_label'].unique())}; datasets {sorted(rows['data'].unique())}")
@@ -91,8 +95,8 @@ show_table(provenance, caption="Where the committed rows come from")
 #
 # x1 is each detector's cpu budget (its setting in notebook 07's cpu profile, copied into the study's
 # configuration); a rung xN multiplies the budget knob (training steps; both stages of f-AnoGAN; epochs of the
-# SimpleNet and WSCXR heads) by N and keeps everything else. The *planned* ladder goes to x16 at the cpu width and
-# x4 at the wide width (the configuration's comments compare the rungs with each paper's epochs), one seed per rung
+# SimpleNet and WSCXR heads) by N and keeps everything else. The *planned* ladder goes to x16 at both widths (the
+# configuration's comments compare the rungs with each paper's epochs), one seed per rung
 # and three at the top; *measured* is what the committed rows hold on PneumoniaMNIST-64.
 
 # %%
@@ -137,7 +141,7 @@ say(check_sentence);
 # Per detector: test AUROC (%) at x1 (today's cpu budget, cpu width) and at its best rung, the rung with the
 # highest *validation* AUROC (`adlib.notebook.best_budget_rows`); the paper's number where the paper tested on
 # the same ZhangLab test images (SALAD's and WSCXR's Table I; blank otherwise); the rows, CPU hours and wall
-# hours the detector's rungs cost so far. One seed per rung, so "(1 seed)": the noise is the test-image CI.
+# hours the detector's rungs cost so far on a CPU, and the GPU wall hours of its wide rungs. One seed per rung, so "(1 seed)": the noise is the test-image CI.
 
 # %%
 paper = bp.paper_marks(study, DATASET)
@@ -159,7 +163,7 @@ fig = bp.curves_figure(rows, paper, DATASET)
 plots.save_figure(fig, "08_budget_curves")
 
 # %% [markdown]
-# What a rung costs: CPU seconds (one thread) against the budget. A slope of one on this log-log plot is a cost
+# What a rung costs: CPU seconds (one thread) against the budget, for the rows trained on a CPU. A slope of one on this log-log plot is a cost
 # proportional to the steps; a flatter start is the fixed cost of loading data, backbones and scoring.
 
 # %%
@@ -282,11 +286,12 @@ print(f"{first.job.method} x{first.multiplier} test AUROC: seed 0 {100 * mine.il
       f"x{mine.index[0]} -> x{mine.index[-1]} with seed 0: {100 * (mine.iloc[-1] - mine.iloc[0]):+.1f} points")
 
 # %% [markdown]
-# **3.** Which detector bought the most test AUROC per CPU hour spent above its cpu budget?
+# **3.** At the cpu width, which detector bought the most test AUROC per CPU hour spent above its cpu budget?
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-spent = ok[ok["budget_multiplier"] > 1].groupby("method")["job_cpu_seconds"].sum() / 3600
-gain = summary.set_index("method")["best_test"] - summary.set_index("method")["x1_test"]
+spent = bp.on_cpu(ok)[lambda r: r["budget_multiplier"] > 1].groupby("method")["job_cpu_seconds"].sum() / 3600
+cpu_lines = summary[summary["width"] == "cpu"].set_index("method")
+gain = cpu_lines["best_test"] - cpu_lines["x1_test"]
 value = pd.DataFrame({"gain (points)": gain, "CPU h above x1": spent}).dropna()
 value["points per CPU h"] = value["gain (points)"] / value["CPU h above x1"]
 show_table(value.rename_axis("method").reset_index().sort_values("points per CPU h", ascending=False),

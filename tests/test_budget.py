@@ -68,8 +68,8 @@ def test_cpu_ladder_covers_every_trained_detector_of_the_issue():
         assert {r.width_label for r in mine} == ({"cpu"} if "no_wide" in entry else {"cpu", "wide"})
         for width in {r.width_label for r in mine}:
             ladder = sorted({r.multiplier for r in mine if r.width_label == width})
-            # issue 20: at least 16x at the cpu width; the wide networks to x4 (their cost: the plan's comment)
-            assert ladder[0] == 1 and ladder[-1] >= (16 if width == "cpu" else 4), (name, width, ladder)
+            # issue 20: at least 16x, at the cpu width and at the wide one (its rungs ran on a GPU)
+            assert ladder[0] == 1 and ladder[-1] >= 16, (name, width, ladder)
             assert all(b == 2 * a for a, b in zip(ladder, ladder[1:]))  # geometric
             top = {r.job.seed for r in mine if r.width_label == width and r.multiplier == ladder[-1]}
             assert top == {0, 1, 2}
@@ -293,7 +293,9 @@ def test_rerun_check_matches_the_committed_rung():
 
 
 def test_committed_rows_have_a_paper_mark_and_a_plan_for_the_rest():
-    """The committed rows (results/budget/) read as notebook 08 reads them."""
+    """The committed rows (results/budget/ and the GPU rows of results/paper/budget/) read as notebook 08 reads
+    them: every rung is one of today's ladder (in its own profile), and the plan lists exactly the rungs that no
+    profile has run."""
     from adlib import budget_plots as bp
     from adlib.notebook import budget_rows
 
@@ -304,9 +306,39 @@ def test_committed_rows_have_a_paper_mark_and_a_plan_for_the_rest():
     assert {"AE", "SALAD", "WSCXR"} <= set(paper["method"])  # printed on the same ZhangLab test images
     assert paper.set_index("method").loc["WSCXR", "paper"] == 97.2  # K = 16, the study's K
     plan = bp.remaining_plan(rows, study)
-    keys = {r.key for r in budget.build_ladder(study, "cpu")}
-    assert set(rows["job_key"]) <= keys  # every committed rung is a rung of today's configuration
-    assert len(plan) == len(keys) - len(set(rows["job_key"])) and (plan["est_wall_s"] > 0).all()
+    for profile, part in rows.groupby("profile"):  # every committed rung is a rung of today's configuration
+        assert set(part["job_key"]) <= {r.key for r in budget.build_ladder(budget.study_values(profile), profile)}
+    planned = {(r.job.method, r.width_label, r.job.data_key, r.multiplier, r.job.seed)
+               for r in budget.build_ladder(study, "cpu")}
+    done = set(zip(rows["method"], rows["width_label"], rows["data"], rows["budget_multiplier"].astype(int),
+                   rows["seed"].astype(int)))
+    assert done <= planned and len(plan) == len(planned - done) and (plan["est_wall_s"] > 0).all()
     missing = bp.missing_sentences(rows, study, plan)
     assert any("MADDR + DPA" in line for line in missing)
     assert all(any(m in line for line in missing) for m in set(study["detectors"]) - set(rows["method"]))
+
+
+def test_budget_rows_read_both_profiles_and_label_gpu_rungs(tmp_path, monkeypatch):
+    """The cpu rows and the paper profile's GPU rows are read together (a rung in both keeps its cpu row), and a
+    GPU rung's label names its device, so a best-budget row from a GPU is never taken for a CPU one."""
+    from adlib import budget_plots as bp
+    from adlib import notebook
+
+    base = dict(method="AE", dataset="pneumonia", data="pneumonia-64", status="completed", budget_knob="steps")
+    cpu = pd.DataFrame([dict(base, width_label="cpu", budget_multiplier=1, seed=0, budget_value=150, AUROC=0.4,
+                             val_AUROC=0.5, device="cpu (x86_64)", job_cpu_seconds=10.0, job_wall_seconds=12.0)])
+    gpu = pd.DataFrame([dict(base, width_label="wide", budget_multiplier=16, seed=0, budget_value=2400, AUROC=0.45,
+                             val_AUROC=0.7, device="NVIDIA H200", job_cpu_seconds=50.0, job_wall_seconds=60.0),
+                        dict(base, width_label="cpu", budget_multiplier=1, seed=0, budget_value=150, AUROC=0.9,
+                             val_AUROC=0.9, device="NVIDIA H200", job_cpu_seconds=1.0, job_wall_seconds=1.0)])
+    monkeypatch.setattr(notebook, "BUDGET_ROWS", tmp_path / "cpu.csv")
+    monkeypatch.setattr(notebook, "PAPER_BUDGET_ROWS", tmp_path / "paper.csv")
+    cpu.to_csv(tmp_path / "cpu.csv", index=False)
+    assert len(notebook.budget_rows()) == 1  # no paper rows yet
+    gpu.to_csv(tmp_path / "paper.csv", index=False)
+    rows = notebook.budget_rows()
+    assert len(rows) == 2 and rows.loc[rows["width_label"] == "cpu", "AUROC"].item() == 0.4  # the cpu row wins
+    best = notebook.best_budget_rows("AE", "pneumonia", rows)
+    assert best["budget"].iloc[0] == "budget x16 (wide width, steps 2400, NVIDIA H200)"
+    assert bp.rung_label(1, "cpu", "steps", 150, "cpu (x86_64)") == "budget x1 (cpu width, steps 150)"
+    assert list(bp.on_cpu(rows)["device"]) == ["cpu (x86_64)"]

@@ -219,8 +219,8 @@ def budget_sentences(ladder: pd.DataFrame, best: pd.DataFrame, cfg) -> list[str]
                        "so a longer run returns the same weights.")
         else:
             lo, hi = rungs.loc[rungs["test AUROC"].idxmin()], rungs.loc[rungs["test AUROC"].idxmax()]
-            out.append(f"**{method}**: test AUROC from {lo['test AUROC']:.1f} ({lo['budget']}) to "
-                       f"{hi['test AUROC']:.1f} ({hi['budget']}) over the rungs measured ({labels}); kept steps "
+            out.append(f"**{method}**: test AUROC from {lo['test AUROC']:.1f} ({lo['budget']}, {lo['width']}) to "
+                       f"{hi['test AUROC']:.1f} ({hi['budget']}, {hi['width']}) over the rungs measured ({labels}); kept steps "
                        f"{', '.join(rungs['kept step'])}.")
     theirs = budget_settings(AE_FAMILY[-1])
     ours = {"batch_size": cfg["batch_size"], "lr": cfg["lr"], "nz": cfg["nz"], "eval_every": cfg["eval_every"],

@@ -395,11 +395,12 @@ def budget_ladder(dataset: str = "pneumonia", methods=BUDGET_METHODS, rows: pd.D
 
 
 def budget_settings(method: str, dataset: str = "pneumonia", rows: pd.DataFrame | None = None) -> dict:
-    """The detector keyword arguments of the budget study's first rung of ``method`` (its cpu setting)."""
+    """The detector keyword arguments of the budget study's first rung of ``method`` at the cpu width (its cpu
+    setting)."""
     rows = budget_rows() if rows is None else rows
     if rows.empty:
         return {}
-    mine = rows[(rows["method"] == method) & (rows["dataset"] == dataset)]
+    mine = rows[(rows["method"] == method) & (rows["dataset"] == dataset) & (rows["width_label"] == "cpu")]
     return json.loads(mine["detector_kwargs"].iloc[0]) if len(mine) else {}
 
 
