@@ -299,7 +299,7 @@ def test_budget_sentences_say_when_every_rung_keeps_the_same_step():
     cfg = {"batch_size": 32, "lr": 1e-3, "nz": 16, "eval_every": 50}
     text = " ".join(budget_sentences(ladder, pd.DataFrame({"method": []}), cfg))
     assert "same test AUROC 67.2 at every rung" in text and "keeps step 50" in text
-    assert "from 25.5 (x1) to 45.8 (x2)" in text
+    assert "from 25.5 (x1, cpu) to 45.8 (x2, cpu)" in text
 
 
 def _legend_labels(ax):
