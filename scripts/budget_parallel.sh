@@ -32,14 +32,14 @@ done
 [[ "$LIMIT" =~ ^[0-9]+$ ]] || { echo "budget_parallel.sh: --time-limit needs whole seconds" >&2; exit 2; }
 cd "$ROOT"
 PY=${PYTHON:-python}
-if [ -z "$ENTRIES" ]; then
-  # every entry of the study's configuration, in its order
-  ENTRIES=$("$PY" -c "from adlib.budget import study_values; print(';'.join(study_values('$PROFILE')['detectors']))")
-fi
-if [ -z "$DATASETS" ]; then
-  DATASETS=$("$PY" -c "from adlib.budget import study_values; print(' '.join(study_values('$PROFILE')['datasets']))")
-fi
-TARGET=$("$PY" -c "from adlib.budget import rows_path_for; print(rows_path_for('$PROFILE'))")
+# the profile's rows file, and (when not given) every entry and dataset of the study's configuration, in its order
+{ read -r TARGET && read -r ALL_ENTRIES && read -r ALL_DATASETS; } < <("$PY" -c "
+from adlib.budget import rows_path_for, study_values
+values = study_values('$PROFILE')
+print(rows_path_for('$PROFILE')); print(';'.join(values['detectors'])); print(' '.join(values['datasets']))") || true
+[ -n "${TARGET:-}" ] || { echo "budget_parallel.sh: could not read the study's configuration with $PY (is adlib installed?)" >&2; exit 2; }
+ENTRIES=${ENTRIES:-$ALL_ENTRIES}
+DATASETS=${DATASETS:-$ALL_DATASETS}
 mkdir -p "$WORK"
 width_args=()
 [ -n "$WIDTHS" ] && width_args=(--widths $WIDTHS)
@@ -60,8 +60,9 @@ for i in "${!entries[@]}"; do
 done
 echo "budget_parallel.sh: ${#pids[@]} runners (profile $PROFILE; datasets $DATASETS; logs in $WORK)"
 if [ "$LIMIT" -gt 0 ]; then
-  # the time limit: stop every runner (and its python) still going after LIMIT seconds
-  ( sleep "$LIMIT"; for pid in "${pids[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; done ) &
+  # the time limit: stop every runner (and its python) still going after LIMIT seconds (its output goes nowhere,
+  # so that a caller reading this script's output is not held open by its sleep once the runners are done)
+  ( sleep "$LIMIT"; for pid in "${pids[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; done ) >/dev/null 2>&1 &
   watchdog=$!
 fi
 failed=0

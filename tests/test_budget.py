@@ -342,3 +342,25 @@ def test_budget_rows_read_both_profiles_and_label_gpu_rungs(tmp_path, monkeypatc
     assert best["budget"].iloc[0] == "budget x16 (wide width, steps 2400, NVIDIA H200)"
     assert bp.rung_label(1, "cpu", "steps", 150, "cpu (x86_64)") == "budget x1 (cpu width, steps 150)"
     assert list(bp.on_cpu(rows)["device"]) == ["cpu (x86_64)"]
+
+
+def test_budget_parallel_script_runs_one_runner_per_entry_and_merges(tmp_path):
+    """scripts/budget_parallel.sh on the smoke study: one runner per entry (AE, VAE), each into its own rows file,
+    merged into the profile's rows file under $ADLIB_RESULTS (never results/)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "ADLIB_RESULTS": str(tmp_path / "results"), "PYTHON": sys.executable}
+    cmd = ["bash", str(root / "scripts" / "budget_parallel.sh"), "--profile", "smoke", "--widths", "cpu",
+           "--work", str(tmp_path / "work"), "--time-limit", "300"]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    merged = pd.read_csv(tmp_path / "results" / "smoke" / "budget" / "budget_rows.csv")
+    assert set(merged["method"]) == {"AE", "VAE"} and set(merged["width_label"]) == {"cpu"}
+    assert len(merged) == merged["job_key"].nunique() == 2 * 3  # x1, x2 (seeds 0, 1 at the top) per entry
+    bad = subprocess.run(["bash", str(root / "scripts" / "budget_parallel.sh"), "--nosuch"], cwd=root, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument" in bad.stderr
