@@ -46,14 +46,15 @@ KEY_COLUMNS = (
     "how", "source", "metric", "stage", "step", "unit", "group A", "group B", "config", "network", "backbone",
     "weights", "ablation", "trained_on", "data_source", "profile", "image_size", "input_size", "seed", "K",
     "retention", "grid", "latent", "layers", "loss", "loss layers", "targets", "batch_size", "timed steps",
-    "bf16_autocast", "compiled", "n_anomalies", "n_types", "repeat", "head", "width_label", "budget_multiplier",
+    "bf16_autocast", "compiled", "n_anomalies", "n_types", "repeat", "head", "width_label", "width",
+    "budget_multiplier",
 )
 # Provenance: who/where/with what, not the result.
 PROVENANCE_COLUMNS = {"git_commit", "device", "threads", "torch", "python", "machine", "config_sha256", "finished_at",
                       "cpu_model", "cpu_isa", "torch_cpu_capability"}
 # Cost columns (wall time, speed, memory) differ from run to run by nature.
 COST_NAMES = {"seconds", "per_s", "search_s_per_image", "vs default", "load_average", "peak_memory_MB",
-              "added_memory_MB", "loop overhead %", "cpu_share", "CPU h", "wall h"}
+              "added_memory_MB", "loop overhead %", "cpu_share", "CPU h", "wall h", "GPU wall h"}
 COST_SUFFIXES = ("_seconds", "_per_s", "_memory_MB", " seconds", " images/s")
 
 NOTEBOOK_TABLE = re.compile(r"^(\d\d)_.+\.csv$")
